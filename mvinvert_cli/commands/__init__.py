@@ -1,0 +1,1 @@
+"""One module per CLI sub-command; each is thin: parse options, call the library, report."""

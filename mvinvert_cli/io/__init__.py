@@ -1,0 +1,1 @@
+"""File input/output: robust photo decoding, mesh formats, atomic writes."""
