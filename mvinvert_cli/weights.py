@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -210,11 +209,15 @@ def load_checkpoint(path: str | os.PathLike, trust_pickle: bool = False, map_loc
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "unsupported global" not in str(exc).lower() and "unsupported class" not in str(exc).lower():
+            raise WeightsError(f"{path}: corrupt or truncated checkpoint (unpickling failed)") from exc
         if not trust_pickle:
             raise WeightsError(f"{path}: holds Python objects beyond tensors, refused by the safe loader "
                                "(pass --trust-pickle only if you trust its source)") from exc
         return torch.load(path, map_location=map_location, weights_only=False)
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as exc:
+    except MemoryError as exc:
+        raise WeightsError(f"{path}: corrupt checkpoint (implausible sizes)") from exc
+    except Exception as exc:  # torch raises many types on damaged archives/pickles
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise WeightsError(f"{path}: corrupt or truncated checkpoint ({reason[:160]})") from exc
 
