@@ -151,3 +151,48 @@ def test_save_image_roundtrip(tmp_path):
     out = images.save_image(tmp_path / "o.png", BASE / 255.0)
     np.testing.assert_allclose(load_image(out).rgb, BASE / 255.0, atol=1 / 255)
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+def _png_bytes() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(BASE).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _jpeg_bytes() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(BASE).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=600), suffix=st.sampled_from([".jpg", ".png", ".gif", ".webp", ".bmp"]))
+def test_fuzz_random_bytes(tmp_path, data, suffix):
+    path = tmp_path / f"f{suffix}"
+    path.write_bytes(data)
+    try:
+        photo = load_image(path)
+    except InputError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert photo.rgb.ndim == 3 and np.isfinite(photo.rgb).all()
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(["png", "jpg"]), pos=st.integers(0, 10**6), byte=st.integers(0, 255),
+       keep=st.floats(0.05, 1.0))
+def test_fuzz_mutated_images(tmp_path, kind, pos, byte, keep):
+    raw = bytearray(_png_bytes() if kind == "png" else _jpeg_bytes())
+    raw[pos % len(raw)] = byte
+    raw = raw[: max(1, int(len(raw) * keep))]
+    path = tmp_path / f"m.{kind}"
+    path.write_bytes(bytes(raw))
+    try:
+        photo = load_image(path)
+    except InputError:
+        return
+    assert photo.rgb.shape[2] == 3 and np.isfinite(photo.rgb).all()
