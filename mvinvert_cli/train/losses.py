@@ -124,9 +124,18 @@ class FaceFeatures(nn.Module):
         self.backbone.eval()
         return self
 
-    def forward(self, images: Tensor) -> tuple[list[Tensor], Tensor]:
-        """images (B,3,H,W) in [0,1] → (feature maps [(B,C_l,H_l,W_l)], embedding (B,D))."""
+    def forward(self, images: Tensor, points5: Tensor | None = None) -> tuple[list[Tensor], Tensor]:
+        """images (B,3,H,W) in [0,1] → (feature maps [(B,C_l,H_l,W_l)], embedding (B,D)).
+
+        With ``points5`` (B,5,2) px [eyeL, eyeR, nose, mouthL, mouthR] the face is first warped to
+        the ArcFace 5-point template (:func:`mvinvert_cli.identity.arcface_crop`, differentiable);
+        without, the whole image is resized to ``input_size``.
+        """
         x = images
+        if points5 is not None:
+            from ..identity import arcface_crop
+
+            x = arcface_crop(x, points5)
         if x.shape[-2:] != (self.input_size, self.input_size):
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
                               align_corners=False)
@@ -144,6 +153,41 @@ def tiny_face_features(width: int = 8, dim: int = 64, input_size: int = 64, seed
     """The built-in :class:`TinyFaceNet` wrapped as :class:`FaceFeatures` (all four blocks hooked)."""
     net = TinyFaceNet(width, dim, seed)
     return FaceFeatures(net, [f"blocks.{i}" for i in range(len(net.blocks))], input_size=input_size)
+
+
+FACE_NETWORKS = ("tiny", "arcface")
+"""Face networks for Eq. 8–9: the built-in tiny net, or ArcFace iResNet from the weights registry."""
+
+
+def face_network(name: str, device: torch.device, trust_pickle: bool = False) -> FaceFeatures:
+    """Build the face network ``name`` for the perceptual and identity losses, on ``device``.
+
+    "arcface": the registry's ArcFace iResNet (r50/r100 ``backbone.pth``), features of
+    ``layer1``…``layer4``, 112² input in [−1,1]. "tiny": :func:`tiny_face_features` (random,
+    seeded: a smoke-test stand-in, not a face recogniser).
+
+    Raises:
+        UsageError: unknown name.
+        WeightsError: "arcface" requested and its file is missing or does not load.
+    """
+    if name == "tiny":
+        return tiny_face_features().to(device)
+    if name == "arcface":
+        from .. import weights as registry
+        from ..identity import load_arcface
+
+        net = load_arcface(registry.require("arcface"), device, trust_pickle=trust_pickle)
+        layers = [f"layer{i}" for i in range(1, len(net.layers_spec) + 1)]
+        return FaceFeatures(net, layers, input_size=_arcface_input(net)).to(device)
+    raise UsageError(f"unknown face network {name!r}; expected one of {', '.join(FACE_NETWORKS)}")
+
+
+def _arcface_input(net: nn.Module) -> int:
+    """Input side of an iResNet: its fc input is width·side² with side = input / 2^stages."""
+    stages = len(net.layers_spec)
+    width = getattr(net, f"layer{stages}")[-1].conv2.out_channels
+    side = round((net.fc.in_features / width) ** 0.5)
+    return side * 2**stages
 
 
 # ----------------------------------------------------------------------------- Eq. 8: perceptual

@@ -154,3 +154,29 @@ def test_total_exceptions():
         L.total_loss({"bogus": torch.tensor(1.0)})
     with pytest.raises(ValueError):
         L.total_loss({})
+
+
+def test_face_network_arcface_from_registry(tmp_path, monkeypatch):
+    from mvinvert_cli.identity import IResNet
+
+    small = IResNet(layers=(1, 1, 1, 1), widths=(4, 8, 8, 16), embedding_size=8, input_size=32)
+    torch.save(small.state_dict(), tmp_path / "backbone.pth")
+    monkeypatch.setenv("MVINVERT_WEIGHTS", str(tmp_path))
+    net = L.face_network("arcface", torch.device("cpu"))
+    assert net.input_size == 32 and net.layers == ("layer1", "layer2", "layer3", "layer4")
+    feats, emb = net(torch.rand(2, 3, 64, 64))
+    assert [f.shape[1] for f in feats] == [4, 8, 8, 16] and emb.shape == (2, 8)
+    points5 = torch.tensor([[[20.0, 26.0], [44.0, 26.0], [32.0, 36.0], [22.0, 46.0], [42.0, 46.0]]] * 2)
+    images = torch.rand(2, 3, 64, 64, requires_grad=True)
+    L.identity_loss(emb, net(images, points5)[1]).backward()
+    assert images.grad.abs().sum() > 0
+
+
+def test_face_network_exceptions():
+    from mvinvert_cli.errors import WeightsError
+
+    with pytest.raises(WeightsError, match="backbone.pth"):
+        L.face_network("arcface", torch.device("cpu"))
+    with pytest.raises(UsageError, match="unknown face network"):
+        L.face_network("vgg", torch.device("cpu"))
+    assert isinstance(L.face_network("tiny", torch.device("cpu")), L.FaceFeatures)
