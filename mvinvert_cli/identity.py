@@ -18,7 +18,9 @@ are not comparable: reports must name the backend.
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -214,9 +216,24 @@ def arcface_crop(images: torch.Tensor, points5: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- backends
 
+@lru_cache(maxsize=1)
+def _dlib_import_error() -> str | None:
+    """None when dlib + face_recognition_models import, else the import failure (cached)."""
+    if any(importlib.util.find_spec(name) is None for name in ("dlib", "face_recognition_models")):
+        return "the optional dlib extra is not installed (pip install 'mvinvert[identity]')"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # face_recognition_models imports the deprecated pkg_resources
+            import dlib  # noqa: F401
+            import face_recognition_models  # noqa: F401
+    except ImportError as exc:
+        return f"the dlib extra is installed but does not import ({exc})"
+    return None
+
+
 def dlib_available() -> bool:
-    """True when the optional ``identity`` extra (dlib + face_recognition_models) is importable."""
-    return all(importlib.util.find_spec(name) is not None for name in ("dlib", "face_recognition_models"))
+    """True when the optional ``identity`` extra (dlib + face_recognition_models) imports."""
+    return _dlib_import_error() is None
 
 
 class IdentityNet:
@@ -247,8 +264,10 @@ class IdentityNet:
 
     @classmethod
     def dlib(cls, device: torch.device, note: str = "") -> IdentityNet:
-        import dlib
-        import face_recognition_models as frm
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import dlib
+            import face_recognition_models as frm
 
         predictor = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
         encoder = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
@@ -298,5 +317,4 @@ class IdentityNet:
 
 def unavailable_reason() -> str:
     """Why :meth:`IdentityNet.from_weights` returned None (for reports)."""
-    return ("no identity network: ArcFace backbone.pth is not in weights/ and the optional dlib extra is "
-            "not installed (pip install 'mvinvert[identity]')")
+    return (f"no identity network: ArcFace backbone.pth is not in weights/ and {_dlib_import_error() or 'dlib unused'}")
