@@ -1,0 +1,190 @@
+"""Face-region masks: BiSeNet class sets, and the embedded polygon + skin-colour parser.
+
+The polygon parser (embedded default) needs the 478 MediaPipe points: it fills the face oval and
+the feature polygons (brows, eyes, nose, lips) from them, fits a Gaussian skin-colour model in
+CIE Lab to patches that are almost always bare skin (cheeks, nose, chin), and removes oval pixels
+whose colour is unlike skin (beard, a hand, a hair fringe) unless they lie in a feature polygon.
+Its face mask matches BiSeNet's face classes {1,2,3,4,5,10,12,13}: no mouth interior, no ears,
+no neck, no hair.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# face-parsing.PyTorch classes (FORMATS.md §4)
+BISENET_CLASSES: tuple[str, ...] = (
+    "background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "l_ear", "r_ear", "ear_r",
+    "nose", "mouth", "u_lip", "l_lip", "neck", "neck_l", "cloth", "hair", "hat",
+)
+FACE_CLASSES = (1, 2, 3, 4, 5, 10, 12, 13)  # MvInvert auxiliary/face_mask.py
+HAIR_CLASSES = (17,)
+GLASSES_CLASSES = (6,)
+HAT_CLASSES = (18,)
+OCCLUDER_CLASSES = (0, 14, 15, 16)  # background / neck / necklace / cloth seen inside the face oval
+
+# MediaPipe vertex loops (from FaceLandmarksConnections; tests/parse check every edge).
+FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
+             152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
+RIGHT_EYE = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
+LEFT_EYE = (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466)
+RIGHT_BROW = (70, 63, 105, 66, 107, 55, 65, 52, 53, 46)
+LEFT_BROW = (300, 293, 334, 296, 336, 285, 295, 282, 283, 276)
+LIPS_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
+LIPS_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191)
+NOSE = (168, 6, 197, 195, 5, 4, 1, 19, 94, 2, 98, 97, 326, 327, 294, 278, 344, 440, 275, 45, 220, 115, 48, 64)
+# centres of skin sample patches: both cheeks (×2 each), nose bridge, nose back, chin
+SKIN_SAMPLES = (50, 280, 205, 425, 197, 5, 199)
+SKIN_MAHALANOBIS = 4.0  # colour distance (in robust std units) above which a pixel is not skin
+L_SPREAD = 3.0  # lightness varies with shading far more than chroma: widen its std by this
+
+
+def fill_polygon(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Rasterise one polygon (N, 2) in pixel-centre coordinates into a bool (H, W) mask."""
+    out = np.zeros(shape, dtype=np.uint8)
+    shift = 4
+    fixed = np.round((np.asarray(points, dtype=np.float64) - 0.5) * (1 << shift)).astype(np.int32)
+    cv2.fillPoly(out, [fixed], 1, lineType=cv2.LINE_8, shift=shift)
+    return out.astype(bool)
+
+
+def fill_hull(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Convex hull of (N, 2) points as a bool (H, W) mask."""
+    hull = cv2.convexHull(np.asarray(points, dtype=np.float32)).reshape(-1, 2)
+    return fill_polygon(hull, shape)
+
+
+def feature_polygons(dense: np.ndarray, shape: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Oval, brows, eyes, nose, lips (outer minus inner) and mouth interior from (478, ≥2) points."""
+    xy = dense[:, :2]
+
+    def poly(ids: tuple[int, ...]) -> np.ndarray:
+        return fill_polygon(xy[list(ids)], shape)
+
+    mouth = poly(LIPS_INNER)
+    return {
+        # the hull of all points is the oval for frontal faces and stays valid for profiles,
+        # where the projected FACE_OVAL loop folds over itself
+        "oval": fill_hull(xy[:468], shape),
+        "brows": poly(RIGHT_BROW) | poly(LEFT_BROW),
+        "eyes": poly(RIGHT_EYE) | poly(LEFT_EYE),
+        "nose": fill_hull(xy[list(NOSE)], shape),
+        "lips": poly(LIPS_OUTER) & ~mouth,
+        "mouth": mouth,
+    }
+
+
+def skin_model(lab: np.ndarray, sample: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Robust Gaussian colour model from the Lab pixels under ``sample`` (bool (H, W)).
+
+    Median centre, MAD-scaled spread refined by one pass of trimming (keep pixels within
+    2.5 std), so a few hair or shadow pixels in the patches do not skew it.
+
+    Returns:
+        mean (3,), inverse covariance (3, 3); lightness variance widened by :data:`L_SPREAD`².
+    """
+    pixels = lab[sample].astype(np.float64)
+    if len(pixels) < 10:
+        raise ValueError("too few skin sample pixels")
+    centre = np.median(pixels, axis=0)
+    spread = 1.4826 * np.median(np.abs(pixels - centre), axis=0) + 1.0
+    keep = (np.abs(pixels - centre) / spread < 2.5).all(axis=1)
+    kept = pixels[keep] if keep.sum() >= 10 else pixels
+    mean = kept.mean(axis=0)
+    cov = np.cov(kept.T) + np.eye(3) * 1.0  # +1 (Lab units²) keeps flat patches invertible
+    cov[0, :] *= L_SPREAD
+    cov[:, 0] *= L_SPREAD
+    return mean, np.linalg.inv(cov)
+
+
+def skin_distance(lab: np.ndarray, mean: np.ndarray, inv_cov: np.ndarray) -> np.ndarray:
+    """Mahalanobis distance (H, W) of every Lab pixel to the skin model."""
+    diff = lab.reshape(-1, 3).astype(np.float64) - mean
+    d2 = np.einsum("ni,ij,nj->n", diff, inv_cov, diff)
+    return np.sqrt(np.maximum(d2, 0.0)).reshape(lab.shape[:2])
+
+
+def polygon_face_masks(rgb: np.ndarray, dense: np.ndarray) -> dict[str, np.ndarray]:
+    """The embedded parser: face mask and extra masks from the photo and 478 dense points.
+
+    Args:
+        rgb: float32 (H, W, 3) in [0, 1].
+        dense: (478, ≥2) MediaPipe points in photo pixels.
+
+    Returns:
+        bool (H, W) masks: "face" (skin+brows+eyes+nose+lips, BiSeNet face classes), "skin",
+        "brows", "eyes", "nose", "lips", "occluder" (non-skin colours inside the oval).
+    """
+    height, width = rgb.shape[:2]
+    xy = dense[:, :2]
+    # work inside the oval's bounding box (plus a margin) only
+    lo = np.floor(xy.min(axis=0)).astype(int) - 2
+    hi = np.ceil(xy.max(axis=0)).astype(int) + 2
+    x0, y0 = max(lo[0], 0), max(lo[1], 0)
+    x1, y1 = min(hi[0], width), min(hi[1], height)
+    full = {k: np.zeros((height, width), dtype=bool) for k in
+            ("face", "skin", "brows", "eyes", "nose", "lips", "occluder")}
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return full
+    roi = np.ascontiguousarray(rgb[y0:y1, x0:x1])
+    local = dense[:, :2] - np.array([x0, y0], dtype=np.float32)
+    shape = roi.shape[:2]
+    parts = feature_polygons(local, shape)
+    features = parts["brows"] | parts["eyes"] | parts["nose"] | parts["lips"]
+
+    # skin patches: disks of radius ~ 6% of the inter-ocular distance around sample points
+    eye_dist = float(np.linalg.norm(local[33] - local[263]))
+    radius = max(2, round(0.06 * eye_dist))
+    sample = np.zeros(shape, dtype=np.uint8)
+    for idx in SKIN_SAMPLES:
+        cx, cy = local[idx]
+        cv2.circle(sample, (int(cx), int(cy)), radius, 1, thickness=-1)
+    sample = sample.astype(bool) & parts["oval"] & ~features
+    lab = cv2.cvtColor(roi, cv2.COLOR_RGB2Lab)
+    skin_like = np.ones(shape, dtype=bool)
+    if sample.sum() >= 10:
+        mean, inv_cov = skin_model(lab, sample)
+        skin_like = skin_distance(lab, mean, inv_cov) < SKIN_MAHALANOBIS
+        k = max(1, round(0.02 * eye_dist)) * 2 + 1
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+        skin_like = cv2.morphologyEx(skin_like.astype(np.uint8), cv2.MORPH_OPEN, kernel)
+        skin_like = cv2.morphologyEx(skin_like, cv2.MORPH_CLOSE, kernel).astype(bool)
+    skin = parts["oval"] & skin_like & ~features & ~parts["mouth"]
+    face = (skin | features) & ~parts["mouth"]
+    face = _component_with(face, local[4])
+    occluder = parts["oval"] & ~skin_like & ~features & ~parts["mouth"]
+    for name, mask in (("face", face), ("skin", skin & face), ("brows", parts["brows"]), ("eyes", parts["eyes"]),
+                       ("nose", parts["nose"]), ("lips", parts["lips"]), ("occluder", occluder)):
+        full[name][y0:y1, x0:x1] = mask
+    return full
+
+
+def _component_with(mask: np.ndarray, point: np.ndarray) -> np.ndarray:
+    """Keep the connected component of ``mask`` containing ``point`` (x, y px); else the largest."""
+    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    if count <= 2:
+        return mask
+    x = int(np.clip(point[0], 0, mask.shape[1] - 1))
+    y = int(np.clip(point[1], 0, mask.shape[0] - 1))
+    label = labels[y, x]
+    if label == 0:
+        label = 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
+    return labels == label
+
+
+def class_masks(labels: np.ndarray, oval: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """BiSeNet label map (H, W) int → bool masks "face", "hair", "glasses", "hat", "occluder".
+
+    ``occluder`` needs the face ``oval`` (bool (H, W)) to know where the face should be; it is
+    the oval's pixels labelled background, neck, necklace or cloth.
+    """
+    out = {
+        "face": np.isin(labels, FACE_CLASSES),
+        "hair": np.isin(labels, HAIR_CLASSES),
+        "glasses": np.isin(labels, GLASSES_CLASSES),
+        "hat": np.isin(labels, HAT_CLASSES),
+    }
+    if oval is not None:
+        out["occluder"] = oval & np.isin(labels, OCCLUDER_CLASSES)
+    return out
