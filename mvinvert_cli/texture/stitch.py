@@ -1,0 +1,160 @@
+"""Multi-view stitching: per-triangle view selection (MvInvert Eq. 5) + screened Poisson (Eq. 6).
+
+Inputs are per-vertex colours and Eq. 4 scores of the reference photo and of each synthetic view
+(re-sampled from its GAN inversion). Each triangle takes its colour gradient from the view of highest
+confidence (the photo competes as view 0 and wins ties), triangles no view sees get a zero gradient,
+and the colours are anchored (λ) to the photo's where the photo sees the vertex; the result T_refine
+has the selected views' detail with no seams between them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .poisson import PoissonSolver, SolveInfo, screened_poisson
+from .visibility import NO_VIEW, select_views, triangle_confidence
+
+NEUTRAL_FILL = 0.5  # colour of vertices no view sees, when nothing else is known
+
+
+@dataclass(frozen=True)
+class Stitched:
+    """Result of a Poisson blend.
+
+    Attributes:
+        colors: (V, C) per-vertex colours (T_refine or T_coarse), dtype/device of the inputs.
+        selection: (F,) long, the view each triangle's gradient came from: 0 = reference photo,
+            i ≥ 1 = ``view_colors[i − 1]``, −1 = no view (zero gradient).
+        info: the solve's :class:`~mvinvert_cli.texture.poisson.SolveInfo`.
+        notes: remarks on degraded inputs (unanchored vertices, non-finite samples, fallbacks).
+    """
+
+    colors: torch.Tensor
+    selection: torch.Tensor
+    info: SolveInfo
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def sanitize(colors: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Zero the colour and the score of every (view, vertex) sample that is not finite.
+
+    Args:
+        colors: (N, V, C).
+        scores: (N, V).
+
+    Returns:
+        colours, scores (≥ 0) and the number of bad samples.
+    """
+    bad = ~(torch.isfinite(colors).all(dim=-1) & torch.isfinite(scores))  # (N, V)
+    colors = torch.where(bad[..., None], torch.zeros_like(colors), colors)
+    scores = torch.where(bad, torch.zeros_like(scores), scores).clamp_min(0.0)
+    return colors, scores, int(bad.sum())
+
+
+def gradient_targets(operator: torch.Tensor, colors: torch.Tensor, selection: torch.Tensor) -> torch.Tensor:
+    """Eq. 6's b: each triangle's gradient rows taken from its selected view (zero for no view).
+
+    Args:
+        operator: (3F, V) sparse G.
+        colors: (N, V, C) per-view vertex colours.
+        selection: (F,) long in [−1, N).
+
+    Returns:
+        (3F, C), differentiable w.r.t. ``colors``.
+    """
+    n_views, n_verts, channels = colors.shape
+    n_faces = selection.shape[0]
+    stacked = colors.permute(1, 0, 2).reshape(n_verts, n_views * channels)
+    grads = torch.sparse.mm(operator, stacked).reshape(n_faces, 3, n_views, channels)
+    index = selection.clamp_min(0).view(n_faces, 1, 1, 1).expand(n_faces, 3, 1, channels)
+    chosen = grads.gather(2, index).squeeze(2)  # (F, 3, C)
+    chosen = torch.where((selection != NO_VIEW).view(n_faces, 1, 1), chosen, torch.zeros_like(chosen))
+    return chosen.reshape(3 * n_faces, channels)
+
+
+def poisson_blend(solver: PoissonSolver, colors: torch.Tensor, selection: torch.Tensor,
+                  anchor_weights: torch.Tensor, anchor_colors: torch.Tensor,
+                  fallback: torch.Tensor) -> tuple[torch.Tensor, SolveInfo]:
+    """Eq. 6 with the gradients of the selected views (differentiable in every tensor argument).
+
+    Args:
+        solver: the topology's :class:`PoissonSolver`.
+        colors: (N, V, C) finite candidate colours.
+        selection: (F,) long per-triangle view, −1 for none.
+        anchor_weights: (V,) w ≥ 0.
+        anchor_colors: (V, C).
+        fallback: (V, C) colours pinning components with no anchored vertex.
+
+    Returns:
+        (V, C) colours and the solve info.
+    """
+    operator = solver.operator(colors.device, colors.dtype)
+    targets = gradient_targets(operator, colors, selection)  # Eq. 5 → b
+    return screened_poisson(solver, targets, anchor_weights, anchor_colors, fallback)  # Eq. 6
+
+
+def best_view_colors(colors: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Per-vertex colour of the highest-scoring view; the mean seen colour where no view scores.
+
+    Args:
+        colors: (N, V, C) finite.
+        scores: (N, V) ≥ 0.
+
+    Returns:
+        (V, C) colours and the number of vertices no view sees (filled with the mean colour of all
+        seen samples, or NEUTRAL_FILL when nothing is seen at all).
+    """
+    best, index = scores.max(dim=0)
+    picked = colors.gather(0, index.view(1, -1, 1).expand(1, -1, colors.shape[-1])).squeeze(0)
+    seen = scores > 0
+    if bool(seen.any()):
+        fill = colors[seen].mean(dim=0)
+    else:
+        fill = torch.full_like(picked[0], NEUTRAL_FILL)
+    unseen = best <= 0
+    return torch.where(unseen[:, None], fill.expand_as(picked), picked), int(unseen.sum())
+
+
+def stitch(solver: PoissonSolver, photo_colors: torch.Tensor, photo_scores: torch.Tensor,
+           view_colors: torch.Tensor, view_scores: torch.Tensor,
+           fallback: torch.Tensor | None = None) -> Stitched:
+    """T_refine: Eq. 5 per-triangle selection + Eq. 6 screened Poisson anchored to the photo.
+
+    Args:
+        solver: :class:`PoissonSolver` of the mesh topology (λ inside).
+        photo_colors: (V, C) colours sampled from the reference photo (or T_coarse).
+        photo_scores: (V,) Eq. 4 scores of the photo (T = 50 px); > 0 anchors the vertex.
+        view_colors: (N, V, C) colours re-sampled from each synthetic view (N may be 0).
+        view_scores: (N, V) Eq. 4 scores of each view (T = 3 px).
+        fallback: (V, C) colours for mesh components the photo does not anchor (the pipeline passes
+            T_coarse); None uses each vertex's best-scoring view colour.
+
+    Returns:
+        :class:`Stitched`; non-finite samples count as unseen, and every degraded case is in ``notes``.
+    """
+    colors = torch.cat([photo_colors[None], view_colors.to(photo_colors)], dim=0)  # (N+1, V, C)
+    scores = torch.cat([photo_scores[None], view_scores.to(photo_scores)], dim=0)  # (N+1, V)
+    colors, scores, n_bad = sanitize(colors, scores)
+    notes = [f"{n_bad} non-finite colour samples ignored"] if n_bad else []
+
+    faces = solver.faces.to(colors.device)
+    selection = select_views(triangle_confidence(scores, faces))  # Eq. 5
+    n_none = int((selection == NO_VIEW).sum())
+    if n_none:
+        notes.append(f"{n_none} of {selection.numel()} triangles seen by no view (zero gradient)")
+
+    if fallback is None:
+        fallback, n_unseen = best_view_colors(colors, scores)
+        if n_unseen:
+            notes.append(f"{n_unseen} vertices seen by no view (mean colour fill where unanchored)")
+    else:
+        fallback = torch.nan_to_num(fallback.to(colors), nan=NEUTRAL_FILL)
+    anchor_weights = (scores[0] > 0).to(colors.dtype)  # Eq. 6: photo-visible vertices
+    result, info = poisson_blend(solver, colors, selection, anchor_weights, colors[0], fallback)
+    if info.floating:
+        notes.append(f"{info.floating} vertices in mesh parts the photo does not anchor (pinned to fallback)")
+    if info.backend != PoissonSolver.backend:
+        notes.append(f"solver fell back to {info.backend}")
+    return Stitched(result, selection, info, tuple(notes))
