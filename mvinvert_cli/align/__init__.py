@@ -1,6 +1,25 @@
-"""Face alignment: ``Aligner`` (FAN or MediaPipe) → ``Observation`` (68 landmarks, 5 points, crop)."""
+"""Face alignment: ``Aligner`` (FAN or MediaPipe) → ``Observation`` (68 landmarks, 5 points, crop).
 
-from .aligner import Aligner, AlignerBackend
-from .observation import CROP_SIZE, Observation
+Names load lazily so that importing :mod:`mvinvert_cli.align.backends` (for ``--help``) stays
+cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .backends import AlignerBackend
 
 __all__ = ["Aligner", "AlignerBackend", "CROP_SIZE", "Observation"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Aligner":
+        from .aligner import Aligner
+
+        return Aligner
+    if name in ("Observation", "CROP_SIZE"):
+        from . import observation
+
+        return getattr(observation, name)
+    raise AttributeError(name)

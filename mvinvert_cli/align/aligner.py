@@ -9,24 +9,16 @@ Backends (chosen by name, imported only when chosen):
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Any
 
 import numpy as np
 
 from ..errors import NoFaceError, UsageError
 from ..io.images import Photo
+from .backends import AlignerBackend
 from .crop import crop_matrix, warp_crop
 from .ibug import five_points, ibug_from_dense
 from .observation import Observation
-
-
-class AlignerBackend(str, Enum):  # noqa: UP042 - Typer lists str-Enum values
-    """Landmark backends: ``auto`` picks ``fan`` if its weights are present, else ``mediapipe``."""
-
-    auto = "auto"
-    mediapipe = "mediapipe"
-    fan = "fan"
 
 
 def _as_photo(photo: Photo | np.ndarray) -> Photo:
@@ -108,13 +100,16 @@ class Aligner:
         Raises:
             NoFaceError: no face, or ``face_index`` out of range.
         """
-        faces = self.detect(photo)
-        name = _photo_name(photo)
-        if not faces:
-            raise NoFaceError(f"{name}: no face found ({self.backend} landmarker, with retries)")
-        if not 0 <= face_index < len(faces):
-            raise NoFaceError(f"{name}: --face-index {face_index} out of range, found {len(faces)} face(s)")
-        return faces[face_index]
+        return select_face(self.detect(photo), face_index, _photo_name(photo), self.backend)
+
+
+def select_face(faces: list[Observation], face_index: int, name: str = "image", backend: str = "") -> Observation:
+    """``faces[face_index]`` (faces sorted largest first), or a one-line :class:`NoFaceError`."""
+    if not faces:
+        raise NoFaceError(f"{name}: no face found ({backend} landmarker, with retries)")
+    if not 0 <= face_index < len(faces):
+        raise NoFaceError(f"{name}: --face-index {face_index} out of range, found {len(faces)} face(s)")
+    return faces[face_index]
 
 
 def _with_index(observation: Observation, index: int) -> Observation:

@@ -66,6 +66,16 @@ def crop_matrix(points5: np.ndarray, size: int = CROP_SIZE, rescale: float = RES
     return np.array([[k, 0.0, size / 2 - k * t[0]], [0.0, k, size / 2 - k * t[1]]], dtype=np.float32)
 
 
+def opencv_affine(matrix: np.ndarray) -> np.ndarray:
+    """Affine in pixel-centre coordinates (centre of pixel j at j+0.5) → OpenCV's index coordinates.
+
+    idx' + 0.5 = A (idx + 0.5) + c, so idx' = A idx + (A·[0.5, 0.5] + c − 0.5).
+    """
+    m = np.asarray(matrix, dtype=np.float64).copy()
+    m[:, 2] = m[:, 2] + m[:, :2].sum(axis=1) * 0.5 - 0.5
+    return m
+
+
 def warp_crop(rgb: np.ndarray, matrix: np.ndarray, size: int = CROP_SIZE, cubic: bool = True) -> np.ndarray:
     """Resample ``rgb`` (H, W, C) or (H, W) float32 through ``matrix`` into (size, size[, C]).
 
@@ -81,9 +91,7 @@ def warp_crop(rgb: np.ndarray, matrix: np.ndarray, size: int = CROP_SIZE, cubic:
         new_w, new_h = max(1, round(w * pre)), max(1, round(h * pre))
         src = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_AREA)
         m[:, :2] = m[:, :2] @ np.diag([w / new_w, h / new_h])
-    # centre convention → OpenCV's index convention: idx' = A idx + (A·0.5 + c − 0.5)
-    m_idx = m.copy()
-    m_idx[:, 2] = m[:, 2] + m[:, :2].sum(axis=1) * 0.5 - 0.5
+    m_idx = opencv_affine(m)
     flags = cv2.INTER_CUBIC if cubic else cv2.INTER_LINEAR
     out = cv2.warpAffine(src, m_idx, (size, size), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     out = out.reshape((size, size) + rgb.shape[2:])

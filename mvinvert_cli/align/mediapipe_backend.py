@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import WeightsError
 from ..weights import face_landmarker_task
+from .crop import opencv_affine
 
 MAX_FACES = 8
 
@@ -164,7 +165,7 @@ class MediaPipeLandmarker:
                 view, inverse, scale = rgb8, None, 1.0
             else:
                 matrix, size = _view_matrix(attempt, width, height)
-                view = cv2.warpAffine(rgb8, _index_convention(matrix), size, flags=cv2.INTER_LINEAR,
+                view = cv2.warpAffine(rgb8, opencv_affine(matrix), size, flags=cv2.INTER_LINEAR,
                                       borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
                 inverse = cv2.invertAffineTransform(matrix)
                 scale = attempt.scale
@@ -181,13 +182,6 @@ class MediaPipeLandmarker:
                 faces.append(DenseFace(dense.astype(np.float32), pose, attempt))
             return faces
         return []
-
-
-def _index_convention(matrix: np.ndarray) -> np.ndarray:
-    """Affine in pixel-centre coordinates → OpenCV's integer-index coordinates."""
-    m = np.asarray(matrix, dtype=np.float64).copy()
-    m[:, 2] = m[:, 2] + m[:, :2].sum(axis=1) * 0.5 - 0.5
-    return m
 
 
 def _unrotate_pose(pose: np.ndarray, angle: float) -> np.ndarray:

@@ -99,17 +99,21 @@ class Observation:
         return {
             "index": self.index,
             "box": [round(float(v), 2) for v in self.box],
-            "landmarks68": np.round(self.landmarks, 2).tolist(),
-            "points5": np.round(self.points5, 2).tolist(),
-            "dense478": None if self.dense is None else np.round(self.dense, 2).tolist(),
-            "crop_matrix": np.round(self.crop_matrix, 6).tolist(),
-            "head_pose": None if self.head_pose is None else np.round(self.head_pose, 6).tolist(),
+            "landmarks68": _rounded(self.landmarks, 2),
+            "points5": _rounded(self.points5, 2),
+            "dense478": None if self.dense is None else _rounded(self.dense, 2),
+            "crop_matrix": _rounded(self.crop_matrix, 6),
+            "head_pose": None if self.head_pose is None else _rounded(self.head_pose, 6),
             "aligner": self.aligner,
             "parser": self.parser,
             "score": self.score,
             "masks": sorted(self.masks),
             "notes": list(self.notes),
         }
+
+
+def _rounded(array: np.ndarray, digits: int) -> list:
+    return np.round(np.asarray(array, dtype=np.float64), digits).tolist()
 
 
 def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -8,7 +8,6 @@ the MediaPipe aligner). ``auto`` picks ``bisenet`` when its weights are present.
 from __future__ import annotations
 
 from dataclasses import replace
-from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -16,15 +15,8 @@ import numpy as np
 from ..align.crop import warp_mask
 from ..align.observation import Observation
 from ..errors import UsageError
+from .backends import ParserBackend
 from .masks import fill_hull, polygon_face_masks
-
-
-class ParserBackend(str, Enum):  # noqa: UP042 - Typer lists str-Enum values
-    """Face parsers: ``auto`` picks ``bisenet`` if 79999_iter.pth is present, else ``polygon``."""
-
-    auto = "auto"
-    bisenet = "bisenet"
-    polygon = "polygon"
 
 
 class FaceParser:
