@@ -1,0 +1,155 @@
+"""Occlusion hold-out: hide what a turned head would self-occlude, refill it, score it against the photo.
+
+MvInvert's point is the part of the face the photo does not show (§3.2), which re-rendering metrics
+cannot see. For a near-frontal photo the hidden part is known: turn the fitted head by a yaw θ
+(default 45°); the vertices that are visible in the photo but self-occluded (z-buffer) in the turned
+view form the hidden set H. A method then recovers the texture from the remaining visible vertices
+only (``keep`` = photo-visible ∖ H), and its colours on H are rendered back at the photo's pose and
+compared with the photo's own pixels there (PSNR/SSIM/L1 of :mod:`mvinvert_cli.metrics`).
+
+Everything here is a pure function over tensors; the baselines that need no model are here too:
+
+- statistical fill: the model's prediction (lit PCA albedo, or the default model's statistical fill)
+  on every vertex outside ``keep``;
+- mirror fill: each vertex outside ``keep`` takes the colour of its mirror vertex across the model's
+  x = 0 plane when that one is kept, else the statistical fill.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..render.rasterize import Fragments, interpolate, rasterize
+
+DEFAULT_YAW = 45.0
+DEPTH_TOLERANCE = 0.01  # fraction of the mesh's depth extent a vertex may lie behind the z-buffer
+
+
+@dataclass(frozen=True)
+class HoldoutSplit:
+    """Which vertices and pixels a hold-out hides.
+
+    Attributes:
+        yaw_deg: the turn θ (degrees, added to the fitted yaw) that defines the hidden set.
+        hidden: bool (V,) H: visible in the photo, self-occluded after the turn.
+        keep: bool (V,) photo-visible vertices a method may use (photo-visible ∖ H).
+        region: bool (H, W) crop pixels scored: the nearest triangle at the photo's pose has all three
+            vertices in H, and the pixel is in the face mask.
+    """
+
+    yaw_deg: float
+    hidden: torch.Tensor
+    keep: torch.Tensor
+    region: torch.Tensor
+
+    @property
+    def region_pixels(self) -> int:
+        return int(self.region.sum())
+
+
+def zbuffer_visible(verts_screen: torch.Tensor, faces: torch.Tensor, image_size: tuple[int, int],
+                    fragments: Fragments | None = None, tolerance: float = DEPTH_TOLERANCE) -> torch.Tensor:
+    """Per-vertex z-buffer visibility: inside the image and not behind the nearest surface there.
+
+    A vertex at screen (x, y, z) is visible when, among the covered pixels of the 3×3 block around its
+    pixel, the farthest z-buffer depth d satisfies z ≤ d + tolerance·(max z − min z). Taking the block
+    (not the single pixel) absorbs the up-to-0.7 px offset between a vertex and the pixel centre where
+    the z-buffer is sampled, which on steep or grazing surfaces is a large depth change; the price is
+    that occlusion boundaries are blurred by one pixel.
+
+    Args:
+        verts_screen: (V, 3) (x_px, y_px, depth).
+        faces: (F, 3) long.
+        image_size: (H, W) of the z-buffer.
+        fragments: reuse an existing rasterisation of the same vertices (else rasterised here).
+    Returns:
+        bool (V,).
+    """
+    height, width = image_size
+    if fragments is None:
+        fragments = rasterize(verts_screen[None], faces, image_size)
+    zbuf = fragments.zbuf[0, ..., 0]  # (H, W), −1 on background
+    farthest = F.max_pool2d(torch.where(zbuf > 0, zbuf, torch.full_like(zbuf, -math.inf))[None, None],
+                            3, stride=1, padding=1)[0, 0]  # (H, W)
+    col = torch.floor(verts_screen[:, 0]).long()
+    row = torch.floor(verts_screen[:, 1]).long()
+    inside = (col >= 0) & (col < width) & (row >= 0) & (row < height)
+    depth_at = farthest[row.clamp(0, height - 1), col.clamp(0, width - 1)]
+    extent = (verts_screen[:, 2].max() - verts_screen[:, 2].min()).clamp(min=1e-12)
+    return inside & (verts_screen[:, 2] <= depth_at + tolerance * extent)
+
+
+def turned_angles(angles: torch.Tensor, yaw_deg: float) -> torch.Tensor:
+    """Pose angles (3,) (x, y, z radians) with θ added to the yaw (y) — the turned view of the head."""
+    return angles + angles.new_tensor([0.0, math.radians(yaw_deg), 0.0])
+
+
+def hidden_region(fragments: Fragments, faces: torch.Tensor, hidden: torch.Tensor,
+                  face_mask: torch.Tensor | None) -> torch.Tensor:
+    """bool (H, W): pixels whose nearest triangle (photo pose) has all vertices hidden, ∩ face mask."""
+    pix_to_face = fragments.pix_to_face[0, ..., 0]  # (H, W)
+    hidden_faces = hidden[faces].all(dim=1)  # (F,)
+    region = (pix_to_face >= 0) & hidden_faces[pix_to_face.clamp(min=0)]
+    return region if face_mask is None else region & face_mask.to(region.device)
+
+
+def split(verts_photo: torch.Tensor, verts_turned: torch.Tensor, faces: torch.Tensor, visible: torch.Tensor,
+          image_size: tuple[int, int], yaw_deg: float = DEFAULT_YAW,
+          face_mask: torch.Tensor | None = None) -> HoldoutSplit:
+    """The hold-out of one photo.
+
+    Args:
+        verts_photo: (V, 3) screen vertices at the photo's fitted pose (crop pixels).
+        verts_turned: (V, 3) screen vertices with the yaw turned by θ (same camera).
+        faces: (F, 3) long.
+        visible: bool (V,) the pipeline's photo visibility (what a recovery normally uses).
+        image_size: (H, W) crop size the region is defined on.
+        face_mask: bool (H, W) face region of the crop, or None.
+    """
+    visible_turned = zbuffer_visible(verts_turned, faces, image_size)
+    hidden = visible & ~visible_turned
+    fragments = rasterize(verts_photo[None], faces, image_size)
+    region = hidden_region(fragments, faces, hidden, face_mask)
+    return HoldoutSplit(yaw_deg=yaw_deg, hidden=hidden, keep=visible & ~hidden, region=region)
+
+
+# ----------------------------------------------------------------------------- model-free baselines
+
+def statistical_fill(colours: torch.Tensor, keep: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+    """(V, 3): the observed ``colours`` where ``keep``, the model's ``prior`` colours elsewhere."""
+    return torch.where(keep[:, None], colours, prior)
+
+
+def mirror_fill(colours: torch.Tensor, keep: torch.Tensor, mirror_ids: torch.Tensor,
+                prior: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Symmetric fill: vertex v ∉ keep takes colours[mirror(v)] if mirror(v) ∈ keep, else prior[v].
+
+    Returns:
+        (V, 3) colours, and the fraction of the filled vertices that found a kept mirror (the rest fell
+        back to the prior — reported, never hidden).
+    """
+    fill = ~keep
+    mirrored_ok = keep[mirror_ids] & fill
+    out = torch.where(keep[:, None], colours, prior)
+    out = torch.where(mirrored_ok[:, None], colours[mirror_ids], out)
+    filled = int(fill.sum())
+    return out, (int(mirrored_ok.sum()) / filled if filled else 1.0)
+
+
+# ----------------------------------------------------------------------------- scoring in image space
+
+def render_colours(verts_screen: torch.Tensor, faces: torch.Tensor, colours: torch.Tensor,
+                   image_size: tuple[int, int], fragments: Fragments | None = None) -> torch.Tensor:
+    """Per-vertex colours (V, 3) rendered unlit at screen vertices (V, 3) → (3, H, W), 0 on background."""
+    if fragments is None:
+        fragments = rasterize(verts_screen[None], faces, image_size)
+    return interpolate(fragments, faces, colours[None])[0].permute(2, 0, 1)
+
+
+def composite(photo: torch.Tensor, render: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """(3, H, W): the render inside ``region`` (H, W), the photo elsewhere (SSIM windows see real context)."""
+    return torch.where(region[None], render, photo)
