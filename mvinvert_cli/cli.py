@@ -97,8 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         _common.console.print("[red]error:[/red] aborted", soft_wrap=True)
         return ExitCode.INTERRUPTED
     except Exception as exc:
-        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):  # click usage errors
-            exc.show(file=sys.stderr)
+        if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):  # Click usage errors
+            context = getattr(exc, "ctx", None)
+            where = f" (see `{context.command_path} --help`)" if context is not None else ""
+            message = " ".join(exc.format_message().split())
+            _common.console.print(f"error: {message}{where}", soft_wrap=True, markup=False, style="red")
             return int(exc.exit_code)
         if debug:
             raise

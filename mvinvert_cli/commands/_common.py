@@ -33,8 +33,10 @@ def log(message: str) -> None:
 
 
 def warn(message: str) -> None:
-    """A degradation or warning on stderr; shown even with ``-q`` unless it is purely informative."""
-    console.print(f"[yellow]warning:[/yellow] {message}")
+    """A degradation or warning on stderr (silenced by ``-q``, which keeps only errors; degradations
+    are also recorded in result.json)."""
+    if not OPTIONS.quiet:
+        console.print(f"[yellow]warning:[/yellow] {message}")
 
 
 def emit_json(data: Any) -> None:
