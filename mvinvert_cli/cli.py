@@ -23,6 +23,7 @@ import typer  # noqa: E402
 from . import __version__  # noqa: E402
 from .commands import _common  # noqa: E402
 from .commands import align as align_cmd  # noqa: E402
+from .commands import render as render_cmd  # noqa: E402
 from .commands import weights as weights_cmd  # noqa: E402
 from .errors import EXIT_CODE_HELP, ExitCode, Interrupted, MvInvertError  # noqa: E402
 
@@ -68,6 +69,7 @@ def main_options(
         os.environ["MVINVERT_WEIGHTS"] = weights_dir
 
 
+app.command("render")(render_cmd.command)
 app.command("weights")(weights_cmd.command)
 app.command("align")(align_cmd.command)
 

@@ -1,0 +1,97 @@
+"""Render any textured mesh (ours or another tool's) from chosen views, for looking at results.
+
+The mesh is centred and scaled into the Deep3DFaceRecon camera (front = +z, up = +y, the OBJ
+convention our meshes use), rotated by yaw (about y) and pitch (about x), rasterised with our
+rasteriser (perspective-correct), coloured by its UV texture (bilinear) or vertex colours (grey when
+it has neither), and shaded by a neutral light from the camera: colour · (1 − s + s · max(0, n·l)).
+Rendering at ``ssaa``× the size and averaging gives anti-aliased edges.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .io.meshes import TexturedMesh
+from .morphable.camera import Camera, rotation_matrix
+from .render.rasterize import interpolate, rasterize, select_backend
+
+FIT_RADIUS = 0.95  # model units; the Deep3D camera shows a sphere of radius ~1 at distance 10 fully
+
+
+def vertex_normals_np(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Area-weighted vertex normals (V, 3) of a (V, 3) mesh."""
+    tri = vertices[faces]  # (F, 3, 3)
+    face_n = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)
+    normals = torch.zeros_like(vertices).index_add_(0, faces.reshape(-1), face_n.repeat_interleave(3, 0))
+    return F.normalize(normals, dim=-1, eps=1e-12)
+
+
+def normalize_mesh(vertices: torch.Tensor) -> torch.Tensor:
+    """Centre the bounding box at the origin and scale the bounding radius to :data:`FIT_RADIUS`."""
+    lo, hi = vertices.min(0).values, vertices.max(0).values
+    centred = vertices - (lo + hi) / 2
+    radius = centred.norm(dim=-1).max().clamp_min(1e-12)
+    return centred * (FIT_RADIUS / radius)
+
+
+def render_views(
+    mesh: TexturedMesh,
+    views: Sequence[tuple[float, float]],
+    size: int = 512,
+    shading: float = 0.3,
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    ssaa: int = 2,
+    device: torch.device | str = "cpu",
+    normalize: bool = True,
+) -> list[np.ndarray]:
+    """Render ``mesh`` from each (yaw, pitch) in degrees → list of (size, size, 3) float images."""
+    device = torch.device(device)
+    verts = torch.as_tensor(mesh.vertices, dtype=torch.float32, device=device)
+    faces = torch.as_tensor(mesh.faces, dtype=torch.long, device=device)
+    if normalize:
+        verts = normalize_mesh(verts)
+    normals = vertex_normals_np(verts, faces)
+    n = len(views)
+    angles = torch.tensor([[math.radians(p), math.radians(y), 0.0] for y, p in views], device=device)
+    rot = rotation_matrix(angles)  # (N, 3, 3)
+    world = torch.einsum("vk,nck->nvc", verts, rot)
+    world_n = torch.einsum("vk,nck->nvc", normals, rot)
+    camera = Camera().resized(size * ssaa)
+    screen = camera.project(world)
+    frags = rasterize(screen, faces, (size * ssaa, size * ssaa), perspective_correct=True,
+                      backend=select_backend(device))
+    mask = frags.mask  # (N, H, W)
+    if mesh.uvs is not None and mesh.texture is not None:
+        uv = torch.as_tensor(mesh.uvs, dtype=torch.float32, device=device).expand(n, -1, -1)
+        pix_uv = interpolate(frags, faces, uv)  # (N, H, W, 2)
+        grid = torch.stack([pix_uv[..., 0] * 2 - 1, 1 - pix_uv[..., 1] * 2], dim=-1)
+        tex = torch.as_tensor(mesh.texture, dtype=torch.float32, device=device).permute(2, 0, 1)[None]
+        colour = F.grid_sample(tex.expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="border",
+                               align_corners=False).permute(0, 2, 3, 1)
+    elif mesh.vertex_colors is not None:
+        vc = torch.as_tensor(mesh.vertex_colors, dtype=torch.float32, device=device).expand(n, -1, -1)
+        colour = interpolate(frags, faces, vc)
+    else:
+        colour = torch.full((*mask.shape, 3), 0.75, device=device)
+    pix_n = F.normalize(interpolate(frags, faces, world_n), dim=-1, eps=1e-12)
+    to_eye = F.normalize(camera.view_direction(interpolate(frags, faces, world)), dim=-1, eps=1e-12)
+    lambert = (pix_n * to_eye).sum(-1).abs()  # two-sided: open meshes show their inside too
+    shaded = colour * (1 - shading + shading * lambert)[..., None]
+    bg = torch.tensor(background, device=device)
+    image = torch.where(mask[..., None], shaded, bg).permute(0, 3, 1, 2)
+    if ssaa > 1:
+        image = F.avg_pool2d(image, ssaa)
+    return [img.permute(1, 2, 0).clamp(0, 1).cpu().numpy() for img in image]
+
+
+def turntable_views(frames: int = 36, yaw_range: float = 75.0, pitch: float = 0.0) -> list[tuple[float, float]]:
+    """Yaws sweeping −range → +range → −range (a seamless loop for an open face mesh)."""
+    half = max(2, frames // 2)
+    forward = np.linspace(-yaw_range, yaw_range, half)
+    sweep = np.concatenate([forward, forward[::-1][1:-1]])
+    return [(float(y), pitch) for y in sweep]
