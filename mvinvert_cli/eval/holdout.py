@@ -21,12 +21,11 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from ..render.rasterize import Fragments, interpolate, rasterize
+from ..texture.sample import zbuffer_visibility
 
 DEFAULT_YAW = 45.0
-DEPTH_TOLERANCE = 0.01  # fraction of the mesh's depth extent a vertex may lie behind the z-buffer
 
 
 @dataclass(frozen=True)
@@ -52,35 +51,16 @@ class HoldoutSplit:
 
 
 def zbuffer_visible(verts_screen: torch.Tensor, faces: torch.Tensor, image_size: tuple[int, int],
-                    fragments: Fragments | None = None, tolerance: float = DEPTH_TOLERANCE) -> torch.Tensor:
-    """Per-vertex z-buffer visibility: inside the image and not behind the nearest surface there.
+                    fragments: Fragments | None = None) -> torch.Tensor:
+    """bool (V,) z-buffer visibility of screen vertices (V, 3) in one view.
 
-    A vertex at screen (x, y, z) is visible when, among the covered pixels of the 3×3 block around its
-    pixel, the farthest z-buffer depth d satisfies z ≤ d + tolerance·(max z − min z). Taking the block
-    (not the single pixel) absorbs the up-to-0.7 px offset between a vertex and the pixel centre where
-    the z-buffer is sampled, which on steep or grazing surfaces is a large depth change; the price is
-    that occlusion boundaries are blurred by one pixel.
-
-    Args:
-        verts_screen: (V, 3) (x_px, y_px, depth).
-        faces: (F, 3) long.
-        image_size: (H, W) of the z-buffer.
-        fragments: reuse an existing rasterisation of the same vertices (else rasterised here).
-    Returns:
-        bool (V,).
+    The texture stage's test (:func:`mvinvert_cli.texture.sample.zbuffer_visibility`: depth within
+    its tolerance of the farthest covered surface at the pixel centres around the projection), so the
+    hold-out hides exactly what the pipeline would consider unseen from the turned view.
     """
-    height, width = image_size
     if fragments is None:
         fragments = rasterize(verts_screen[None], faces, image_size)
-    zbuf = fragments.zbuf[0, ..., 0]  # (H, W), −1 on background
-    farthest = F.max_pool2d(torch.where(zbuf > 0, zbuf, torch.full_like(zbuf, -math.inf))[None, None],
-                            3, stride=1, padding=1)[0, 0]  # (H, W)
-    col = torch.floor(verts_screen[:, 0]).long()
-    row = torch.floor(verts_screen[:, 1]).long()
-    inside = (col >= 0) & (col < width) & (row >= 0) & (row < height)
-    depth_at = farthest[row.clamp(0, height - 1), col.clamp(0, width - 1)]
-    extent = (verts_screen[:, 2].max() - verts_screen[:, 2].min()).clamp(min=1e-12)
-    return inside & (verts_screen[:, 2] <= depth_at + tolerance * extent)
+    return zbuffer_visibility(verts_screen[None], fragments.zbuf[..., 0])[0]
 
 
 def turned_angles(angles: torch.Tensor, yaw_deg: float) -> torch.Tensor:
