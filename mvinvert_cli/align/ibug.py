@@ -26,9 +26,9 @@ IBUG_FROM_MEDIAPIPE: tuple[tuple[int, ...], ...] = (
     (168, 6), (197, 195), (5,), (4,),
     (98,), (97,), (2,), (326,), (327,),
     # right eye 36–41: outer corner, upper lid ×2, inner corner, lower lid ×2
-    (33,), (160,), (158,), (133,), (153,), (144,),
+    (130,), (160,), (158,), (133,), (153,), (144,),
     # left eye 42–47: inner corner, upper lid ×2, outer corner, lower lid ×2
-    (362,), (385,), (387,), (263,), (373,), (380,),
+    (362,), (385,), (387,), (359,), (373,), (380,),
     # outer lip 48–59: right corner, upper lip to the left corner, lower lip back
     (61,), (40,), (37,), (0,), (267,), (270,), (291,), (321,), (314,), (17,), (84,), (91,),
     # inner lip 60–67

@@ -8,8 +8,10 @@ and maps the points back through the inverse transform. The attempt that succeed
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import threading
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -133,8 +135,12 @@ class MediaPipeLandmarker:
                 output_facial_transformation_matrixes=True,
             )
             self._landmarker = vision.FaceLandmarker.create_from_options(options)
-        # close before interpreter teardown (its __del__ fails once modules are gone)
+        # Close before interpreter teardown: mediapipe's close() needs its thread-pool executor,
+        # which Python shuts down in threading's exit hooks, before atexit and __del__ run.
         self._finalizer = weakref.finalize(self, self._landmarker.close)
+        self._finalizer.atexit = False
+        register = getattr(threading, "_register_atexit", atexit.register)
+        register(self._finalizer)
         self.task_path = task
         self.retries = retries
 
