@@ -51,7 +51,7 @@ def fill_polygon(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def fill_hull(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Convex hull of (N, 2) points as a bool (H, W) mask."""
-    hull = cv2.convexHull(np.asarray(points, dtype=np.float32)).reshape(-1, 2)
+    hull = cv2.convexHull(np.ascontiguousarray(points, dtype=np.float32)).reshape(-1, 2)
     return fill_polygon(hull, shape)
 
 
