@@ -1,0 +1,40 @@
+"""Fixtures of the training tests: a small synthetic face mesh, prepared batches, tiny networks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mvinvert_cli.morphable.model import model_from_arrays
+
+
+def synthetic_face_model(n: int = 13, seed: int = 0):
+    """A spherical-cap "face" (n×n grid, ~2 dm wide, bulging towards the camera) with UVs,
+    68 landmark vertices at plausible places, small random identity/expression bases."""
+    rng = np.random.default_rng(seed)
+    xs = np.linspace(-0.8, 0.8, n)
+    x, y = np.meshgrid(xs, -xs)  # row 0 at the top (y up)
+    z = np.sqrt(1.5**2 - x**2 - y**2) - 1.5 + 0.3
+    verts = np.stack([x, y, z], -1).reshape(-1, 3)
+    ids = np.arange(n * n).reshape(n, n)
+    a, b, c, d = ids[:-1, :-1], ids[:-1, 1:], ids[1:, :-1], ids[1:, 1:]
+    # counter-clockwise seen from +z (x right, y up): top-left, bottom-left, bottom-right
+    tris = np.concatenate([np.stack([a, c, d], -1).reshape(-1, 3), np.stack([a, d, b], -1).reshape(-1, 3)])
+    uvs = np.stack([(x + 0.8) / 1.6, (y + 0.8) / 1.6], -1).reshape(-1, 2)
+
+    def nearest(px, py):
+        return int(np.argmin((verts[:, 0] - px) ** 2 + (verts[:, 1] - py) ** 2))
+
+    lms = [nearest(px, py) for px, py in rng.uniform(-0.6, 0.6, size=(68, 2))]
+    fixed = {36: (-0.45, 0.25), 39: (-0.15, 0.25), 42: (0.15, 0.25), 45: (0.45, 0.25), 30: (0.0, 0.0),
+             48: (-0.25, -0.35), 54: (0.25, -0.35)}
+    for k, (px, py) in fixed.items():
+        lms[k] = nearest(px, py)
+    v = len(verts)
+    return model_from_arrays("synthetic-cap", verts, rng.normal(0, 0.01, (v, 3, 4)), rng.normal(0, 0.01, (v, 3, 3)),
+                             None, None, tris, uvs, np.array(lms))
+
+
+@pytest.fixture
+def face_model():
+    return synthetic_face_model()
