@@ -38,6 +38,7 @@ NOSE = (168, 6, 197, 195, 5, 4, 1, 19, 94, 2, 98, 97, 326, 327, 294, 278, 344, 4
 SKIN_SAMPLES = (50, 280, 205, 425, 197, 5, 199)
 SKIN_MAHALANOBIS = 4.0  # colour distance (in robust std units) above which a pixel is not skin
 L_SPREAD = 3.0  # lightness varies with shading far more than chroma: widen its std by this
+WORK_SIDE = 256  # the masks are computed with the face region resampled to at most this side (px)
 
 
 def fill_polygon(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -100,8 +101,8 @@ def skin_model(lab: np.ndarray, sample: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def skin_distance(lab: np.ndarray, mean: np.ndarray, inv_cov: np.ndarray) -> np.ndarray:
     """Mahalanobis distance (H, W) of every Lab pixel to the skin model."""
-    diff = lab.reshape(-1, 3).astype(np.float64) - mean
-    d2 = np.einsum("ni,ij,nj->n", diff, inv_cov, diff)
+    diff = lab.reshape(-1, 3).astype(np.float32) - mean.astype(np.float32)
+    d2 = ((diff @ inv_cov.astype(np.float32)) * diff).sum(axis=1)
     return np.sqrt(np.maximum(d2, 0.0)).reshape(lab.shape[:2])
 
 
@@ -129,6 +130,11 @@ def polygon_face_masks(rgb: np.ndarray, dense: np.ndarray) -> dict[str, np.ndarr
         return full
     roi = np.ascontiguousarray(rgb[y0:y1, x0:x1])
     local = dense[:, :2] - np.array([x0, y0], dtype=np.float32)
+    scale = min(1.0, WORK_SIDE / max(x1 - x0, y1 - y0))
+    if scale < 1.0:  # big faces: work at WORK_SIDE, upsample the masks at the end
+        small = (max(2, round((x1 - x0) * scale)), max(2, round((y1 - y0) * scale)))
+        roi = cv2.resize(roi, small, interpolation=cv2.INTER_AREA)
+        local = local * np.array([small[0] / (x1 - x0), small[1] / (y1 - y0)], dtype=np.float32)
     shape = roi.shape[:2]
     parts = feature_polygons(local, shape)
     features = parts["brows"] | parts["eyes"] | parts["nose"] | parts["lips"]
@@ -156,6 +162,8 @@ def polygon_face_masks(rgb: np.ndarray, dense: np.ndarray) -> dict[str, np.ndarr
     occluder = parts["oval"] & ~skin_like & ~features & ~parts["mouth"]
     for name, mask in (("face", face), ("skin", skin & face), ("brows", parts["brows"]), ("eyes", parts["eyes"]),
                        ("nose", parts["nose"]), ("lips", parts["lips"]), ("occluder", occluder)):
+        if scale < 1.0:
+            mask = cv2.resize(mask.astype(np.uint8) * 255, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR) >= 128
         full[name][y0:y1, x0:x1] = mask
     return full
 

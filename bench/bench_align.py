@@ -1,0 +1,72 @@
+"""Benchmark: default alignment (MediaPipe) + parsing (polygon) of one 1024² photo.
+
+Goal (issue 3): median under 0.3 s on 2 CPU cores. Prints model load times once, then per-stage
+medians and interquartile ranges over repeats, and the total against the goal.
+
+    .venv/bin/python bench/bench_align.py [photo] [--repeats N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_PHOTO = REPO.parent / "shared" / "faces" / "hrn_mv_10078.jpg"  # 1024×1024
+GOAL_S = 0.3
+
+
+def _stats(samples: list[float]) -> str:
+    q1, med, q3 = np.percentile(samples, [25, 50, 75])
+    return f"median {med * 1e3:7.1f} ms  IQR {q1 * 1e3:.1f}–{q3 * 1e3:.1f} ms"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("photo", nargs="?", default=str(DEFAULT_PHOTO))
+    ap.add_argument("--repeats", type=int, default=15)
+    args = ap.parse_args()
+
+    import torch
+
+    from mvinvert_cli.align import Aligner
+    from mvinvert_cli.io.images import load_image
+    from mvinvert_cli.parse import FaceParser
+
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    print(f"commit {commit}  python {platform.python_version()}  torch {torch.__version__}  "
+          f"cpus {os.cpu_count()}  torch threads {torch.get_num_threads()}")
+    photo = load_image(args.photo)
+    print(f"photo {Path(args.photo).name} {photo.size[0]}x{photo.size[1]}")
+    t0 = time.perf_counter()
+    aligner = Aligner("auto")
+    t1 = time.perf_counter()
+    parser = FaceParser("auto")
+    t2 = time.perf_counter()
+    print(f"load: aligner {aligner.backend} {t1 - t0:.2f} s, parser {parser.backend} {t2 - t1:.2f} s (once per process)")
+    aligner.align(photo)  # warm-up
+    align_t, parse_t, total_t = [], [], []
+    for _ in range(args.repeats):
+        a = time.perf_counter()
+        obs = aligner.align(photo)
+        b = time.perf_counter()
+        parser.parse(obs)
+        c = time.perf_counter()
+        align_t.append(b - a)
+        parse_t.append(c - b)
+        total_t.append(c - a)
+    print(f"align  {_stats(align_t)}")
+    print(f"parse  {_stats(parse_t)}")
+    print(f"total  {_stats(total_t)}   goal {GOAL_S * 1e3:.0f} ms: {float(np.median(total_t)) / GOAL_S:.2f}x of budget")
+
+
+if __name__ == "__main__":
+    main()
