@@ -82,11 +82,9 @@ class Aligner:
         if self.backend == "mediapipe":
             for face in self._impl.detect(photo.rgb):
                 landmarks = ibug_from_dense(face.dense[:, :2])
-                xy = face.dense[:, :2]
-                box = np.concatenate([xy.min(axis=0), xy.max(axis=0)])
-                label = "mediapipe" if face.attempt.label == "as is" else f"mediapipe (retry: {face.attempt.label})"
-                notes = () if face.attempt.label == "as is" else (f"face found after retry ({face.attempt.label})",)
-                observations.append(make_observation(photo, landmarks, box, label, dense=face.dense,
+                label = f"mediapipe (retry: {face.how})" if face.how else "mediapipe"
+                notes = (f"face found after retry ({face.how})",) if face.how else ()
+                observations.append(make_observation(photo, landmarks, face.box, label, dense=face.dense,
                                                      head_pose=face.pose, notes=notes))
         else:
             for landmarks, box, score in self._impl.detect(photo.rgb):

