@@ -25,15 +25,16 @@ culling.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 import torch
 
 _NO_KEY = torch.iinfo(torch.int64).max  # fill of the packed key buffer: "no face yet"
 DEFAULT_CHUNK = 1 << 21  # (triangle, pixel) candidates evaluated at once (~100 MB peak at 1024²)
+BUCKET_EDGES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)  # box sides evaluated as dense candidate grids
 
 
-class RasterBackend(str, Enum):
+class RasterBackend(StrEnum):
     """Which rasteriser produced the fragments.
 
     TORCH: ours (this module), any device. PYTORCH3D: ``pytorch3d.renderer.mesh.rasterize_meshes``
@@ -134,39 +135,47 @@ def rasterize(
     return Fragments(pix_to_face, bary, zbuf)
 
 
-def _triangle_setup(tri: torch.Tensor, height: int, width: int, perspective_correct: bool):
-    """Clipped pixel boxes and plane coefficients of every triangle.
+def _triangle_setup(
+    verts: torch.Tensor, faces: torch.Tensor, height: int, width: int, perspective_correct: bool
+):
+    """Clipped pixel boxes and plane coefficients of every triangle of every mesh (T = N·F).
 
-    tri: (T, 3, 3) screen vertices. Returns origin (T, 2) long (first col j0, first row i0), box
-    size nx, ny (T,) long (0 when no pixel centre can be covered or the triangle is not drawable),
-    and coef (T, 9): the planes a·px + b·py + c of w0, w1 and of depth (or 1/depth) over pixel-centre
-    coordinates (px, py) measured from (j0, i0) — local coordinates keep float32 exact enough for
-    sub-pixel triangles far from the origin.
+    Returns origin (2, T) float (first covered col j0 and row i0 of the box, clipped to the image),
+    box size nx, ny (T,) float (0 when no pixel centre can be covered or the triangle is not
+    drawable) and coef (9, T): the planes a·px + b·py + c of w0, w1 and of depth (or 1/depth) over
+    pixel-centre coordinates (px, py) measured from (j0, i0). Local coordinates keep float32 exact
+    enough for sub-pixel triangles far from the image origin.
     """
-    xy, z = tri[..., :2], tri[..., 2]
-    lo = torch.ceil(xy.amin(dim=1) - 0.5).clamp_(min=0)  # first pixel index whose centre ≥ min
-    hi = torch.floor(xy.amax(dim=1) - 0.5)
-    hi[:, 0].clamp_(max=width - 1)
-    hi[:, 1].clamp_(max=height - 1)
-    size = (hi - lo + 1).clamp_(min=0)
-    local = xy - lo[:, None, :]  # (T, 3, 2)
-    x0, y0 = local[:, 0, 0], local[:, 0, 1]
-    x1, y1 = local[:, 1, 0], local[:, 1, 1]
-    x2, y2 = local[:, 2, 0], local[:, 2, 1]
-    area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
-    drawable = (area != 0) & (z > 0).all(dim=1) & torch.isfinite(tri).all(dim=(1, 2))
-    size = size * drawable[:, None]
-    inv_area = torch.where(drawable, 1.0 / torch.where(drawable, area, 1.0), 0.0)
-    # w0 = ((x1 - px)(y2 - py) - (x2 - px)(y1 - py)) / area, and cyclically for w1.
+    n_mesh, n_verts = verts.shape[:2]
+    offset = torch.arange(n_mesh, device=verts.device) * n_verts
+    corner_ids = (faces.T[:, None, :] + offset[None, :, None]).reshape(-1)  # (3·N·F,) corner-major
+    columns = verts.reshape(-1, 3).T.contiguous()  # (3, N·V)
+    g = columns.index_select(1, corner_ids).reshape(3, 3, -1)  # (xyz, corner, T)
+    (x0, x1, x2), (y0, y1, y2), (z0, z1, z2) = g[0], g[1], g[2]
+    lo_x = torch.ceil(torch.minimum(torch.minimum(x0, x1), x2) - 0.5).clamp_(min=0)  # first centre ≥ min
+    lo_y = torch.ceil(torch.minimum(torch.minimum(y0, y1), y2) - 0.5).clamp_(min=0)
+    nx = torch.floor(torch.maximum(torch.maximum(x0, x1), x2) - 0.5).clamp_(max=width - 1) - lo_x + 1
+    ny = torch.floor(torch.maximum(torch.maximum(y0, y1), y2) - 0.5).clamp_(max=height - 1) - lo_y + 1
+    x0, x1, x2 = x0 - lo_x, x1 - lo_x, x2 - lo_x
+    y0, y1, y2 = y0 - lo_y, y1 - lo_y, y2 - lo_y
+    area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)  # not finite when any x, y is not
+    drawable = torch.isfinite(area) & (area != 0) & (torch.minimum(torch.minimum(z0, z1), z2) > 0)
+    drawable &= (nx > 0) & (ny > 0)
+    nx = torch.where(drawable, nx, 0.0)
+    ny = torch.where(drawable, ny, 0.0)
+    inv_area = 1.0 / torch.where(drawable, area, 1.0)
+    # w0 = ((x1 - px)(y2 - py) - (x2 - px)(y1 - py)) / area, and cyclically for w1; w2 = 1 - w0 - w1.
     a0, b0, c0 = (y1 - y2) * inv_area, (x2 - x1) * inv_area, (x1 * y2 - x2 * y1) * inv_area
     a1, b1, c1 = (y2 - y0) * inv_area, (x0 - x2) * inv_area, (x2 * y0 - x0 * y2) * inv_area
-    a2, b2, c2 = -(a0 + a1), -(b0 + b1), 1.0 - (c0 + c1)
-    q = 1.0 / z.clamp(min=torch.finfo(z.dtype).tiny) if perspective_correct else z  # (T, 3)
-    az = a0 * q[:, 0] + a1 * q[:, 1] + a2 * q[:, 2]
-    bz = b0 * q[:, 0] + b1 * q[:, 1] + b2 * q[:, 2]
-    cz = c0 * q[:, 0] + c1 * q[:, 1] + c2 * q[:, 2]
-    coef = torch.stack([a0, b0, c0, a1, b1, c1, az, bz, cz], dim=1)
-    return lo.long(), size[:, 0].long(), size[:, 1].long(), coef
+    if perspective_correct:
+        tiny = torch.finfo(z0.dtype).tiny
+        z0, z1, z2 = 1.0 / z0.clamp(min=tiny), 1.0 / z1.clamp(min=tiny), 1.0 / z2.clamp(min=tiny)
+    # Plane of q = w0·q0 + w1·q1 + (1 − w0 − w1)·q2.
+    az = a0 * (z0 - z2) + a1 * (z1 - z2)
+    bz = b0 * (z0 - z2) + b1 * (z1 - z2)
+    cz = c0 * (z0 - z2) + c1 * (z1 - z2) + z2
+    coef = torch.stack([a0, b0, c0, a1, b1, c1, az, bz, cz])
+    return torch.stack([lo_x, lo_y]), nx, ny, coef
 
 
 def _nearest_faces(
@@ -178,65 +187,117 @@ def _nearest_faces(
     perspective_correct: bool,
     chunk_size: int,
 ) -> torch.Tensor:
-    """pix_to_face (N, H, W, K) by bounding-box candidates + packed-key depth test."""
+    """pix_to_face (N, H, W, K) by bounding-box candidates + packed-key depth test.
+
+    Triangles are bucketed by box size (nx, ny) rounded up to ``BUCKET_EDGES``; a bucket (bw, bh)
+    evaluates a dense (T_b, bh·bw) grid of candidates by broadcasting the per-triangle planes
+    (no per-candidate gathers). Boxes wider or taller than the last edge enumerate exactly
+    nx·ny candidates each (``repeat_interleave``).
+    """
     n_mesh, n_faces = verts.shape[0], faces.shape[0]
     device = verts.device
     n_pix = n_mesh * height * width
-    tri = verts[:, faces].reshape(n_mesh * n_faces, 3, 3)  # (N·F, 3, 3)
-    origin, nx, ny, coef = _triangle_setup(tri, height, width, perspective_correct)
-    count = nx * ny
-    active = torch.nonzero(count > 0).squeeze(1)
-    if k == 1:
-        best = torch.full((n_pix,), _NO_KEY, dtype=torch.long, device=device)
-    else:
-        best = torch.full((n_pix, k), _NO_KEY, dtype=torch.long, device=device)
+    origin, nx, ny, coef = _triangle_setup(verts, faces, height, width, perspective_correct)
+    shape = (n_pix,) if k == 1 else (n_pix, k)
+    best = torch.full(shape, _NO_KEY, dtype=torch.long, device=device)
+    active = torch.nonzero(nx > 0).squeeze(1)
     if active.numel():
         mesh_of = torch.div(active, n_faces, rounding_mode="floor")
         face_of = active - mesh_of * n_faces
-        base = mesh_of * (height * width) + origin[active, 1] * width + origin[active, 0]  # (T,)
-        count, nx, coef = count[active], nx[active], coef[active]
-        # Chunks: consecutive triangles whose first candidate falls in the same chunk_size window
-        # (≤ chunk_size + one triangle's box candidates each).
-        window = torch.div(torch.cumsum(count, 0) - count, chunk_size, rounding_mode="floor")
-        sizes = torch.unique_consecutive(window, return_counts=True)[1].tolist()
-        bounds = [0, *torch.tensor(sizes).cumsum(0).tolist()]
-        for s, e in zip(bounds[:-1], bounds[1:], strict=True):
-            pixel, key = _candidates(
-                count[s:e], nx[s:e], coef[s:e], base[s:e], face_of[s:e], width, perspective_correct
-            )
-            if k == 1:
-                best.scatter_reduce_(0, pixel, key, reduce="amin")
-            else:
-                best = _merge_topk(best, pixel, key, k)
+        lo = origin.index_select(1, active).long()
+        base = mesh_of * (height * width) + lo[1] * width + lo[0]  # (T,) flat index of the box corner
+        nx, ny, coef = nx.index_select(0, active), ny.index_select(0, active), coef.index_select(1, active)
+        # Bucket index of a box side n: first edge ≥ n, or len(BUCKET_EDGES) beyond the last edge.
+        n_edges = len(BUCKET_EDGES)
+        lut = torch.bucketize(
+            torch.arange(BUCKET_EDGES[-1] + 2, device=device), torch.tensor(BUCKET_EDGES, device=device)
+        )
+        side_x = lut.index_select(0, nx.long().clamp(max=BUCKET_EDGES[-1] + 1))
+        side_y = lut.index_select(0, ny.long().clamp(max=BUCKET_EDGES[-1] + 1))
+        bucket = side_x * (n_edges + 1) + side_y
+        sizes = torch.bincount(bucket, minlength=(n_edges + 1) ** 2).tolist()
+        for b, size in enumerate(sizes):
+            if size == 0:
+                continue
+            tris = torch.nonzero(bucket == b).squeeze(1)
+            ix, iy = divmod(b, n_edges + 1)
+            if max(ix, iy) < n_edges:
+                grid = (BUCKET_EDGES[iy], BUCKET_EDGES[ix])
+                step = max(1, chunk_size // (grid[0] * grid[1]))
+                pieces = [min(step, size - s) for s in range(0, size, step)]
+            else:  # boxes beyond the last edge: exact enumeration, chunked by candidate count
+                grid = None
+                count = (nx[tris] * ny[tris]).long()
+                window = torch.div(torch.cumsum(count, 0) - count, chunk_size, rounding_mode="floor")
+                pieces = torch.unique_consecutive(window, return_counts=True)[1].tolist()
+            for part in torch.split(tris, pieces):
+                pixel, key = _candidates(
+                    coef.index_select(1, part),
+                    nx.index_select(0, part),
+                    ny.index_select(0, part),
+                    base.index_select(0, part),
+                    face_of.index_select(0, part),
+                    grid,
+                    width,
+                    perspective_correct,
+                )
+                if k == 1:
+                    best.scatter_reduce_(0, pixel, key, reduce="amin")
+                else:
+                    best = _merge_topk(best, pixel, key, k)
     if k == 1:
         best = best[:, None]
     face = torch.where(best == _NO_KEY, -1, best & 0xFFFFFFFF)
     return face.reshape(n_mesh, height, width, k)
 
 
-def _candidates(count, nx, coef, base, face, width, perspective_correct):
-    """(pixel, key) of the covered candidates of one chunk of triangles (all tensors (T,))."""
-    device = count.device
-    t = torch.repeat_interleave(torch.arange(count.numel(), device=device), count)  # (M,)
-    start = torch.cumsum(count, 0) - count
-    local = torch.arange(t.numel(), device=device) - start[t]
-    w = nx[t]
-    row = torch.div(local, w, rounding_mode="floor")
-    col = local - row * w
-    g = coef[t]  # (M, 9)
-    py = row.to(g.dtype) + 0.5
-    px = col.to(g.dtype) + 0.5
-    w0 = g[:, 0] * px + g[:, 1] * py + g[:, 2]
-    w1 = g[:, 3] * px + g[:, 4] * py + g[:, 5]
-    inside = (w0 >= 0) & (w1 >= 0) & (w0 + w1 <= 1)
-    sel = torch.nonzero(inside).squeeze(1)
-    g, px, py, t = g[sel], px[sel], py[sel], t[sel]
-    depth = g[:, 6] * px + g[:, 7] * py + g[:, 8]
+def _candidates(coef, nx, ny, base, face, grid, width, perspective_correct):
+    """(pixel, key) of the covered candidates of one chunk of T triangles.
+
+    coef (9, T), nx, ny (T,) float box sizes, base (T,) flat index of the box corner, face (T,) face
+    ids. grid = (bh, bw): evaluate a dense (T, bh·bw) candidate grid (boxes fit in it); None:
+    enumerate exactly nx·ny candidates per triangle.
+    """
+    device, dtype = coef.device, coef.dtype
+    if grid is not None:
+        bh, bw = grid
+        row = torch.arange(bh, device=device).repeat_interleave(bw)  # (P,)
+        col = torch.arange(bw, device=device).repeat(bh)
+        py, px = row.to(dtype) + 0.5, col.to(dtype) + 0.5
+        c = coef[:, :, None]  # (9, T, 1): planes broadcast over the grid
+        w0 = c[0] * px + c[1] * py + c[2]  # (T, P)
+        w1 = c[3] * px + c[4] * py + c[5]
+        inside = (w0 >= 0) & (w1 >= 0) & (w0 + w1 <= 1)
+        if bw > 1:
+            inside &= col < nx[:, None]
+        if bh > 1:
+            inside &= row < ny[:, None]
+        flat = torch.nonzero(inside.view(-1)).squeeze(1)
+        t = torch.div(flat, bh * bw, rounding_mode="floor")
+        p = flat - t * (bh * bw)
+        row, col = row.index_select(0, p), col.index_select(0, p)
+        px, py = px.index_select(0, p), py.index_select(0, p)
+    else:
+        count = (nx * ny).long()
+        t = torch.repeat_interleave(torch.arange(count.numel(), device=device), count)  # (M,)
+        local = torch.arange(t.numel(), device=device) - (torch.cumsum(count, 0) - count).index_select(0, t)
+        w = nx.long().index_select(0, t)
+        row = torch.div(local, w, rounding_mode="floor")
+        col = local - row * w
+        py, px = row.to(dtype) + 0.5, col.to(dtype) + 0.5
+        g = coef.index_select(1, t)
+        w0 = g[0] * px + g[1] * py + g[2]
+        w1 = g[3] * px + g[4] * py + g[5]
+        inside = torch.nonzero((w0 >= 0) & (w1 >= 0) & (w0 + w1 <= 1)).squeeze(1)
+        t, row, col = t.index_select(0, inside), row.index_select(0, inside), col.index_select(0, inside)
+        px, py = px.index_select(0, inside), py.index_select(0, inside)
+    g = coef[6:].index_select(1, t)
+    depth = g[0] * px + g[1] * py + g[2]
     if perspective_correct:
         depth = 1.0 / depth
-    pixel = base[t] + row[sel] * width + col[sel]
+    pixel = base.index_select(0, t) + row * width + col
     bits = depth.float().clamp(min=torch.finfo(torch.float32).tiny).view(torch.int32).long()
-    key = (bits << 32) | face[t]
+    key = (bits << 32) | face.index_select(0, t)
     return pixel, key
 
 
@@ -253,6 +314,32 @@ def _merge_topk(best: torch.Tensor, pixel: torch.Tensor, key: torch.Tensor, k: i
     return torch.cat([best, fresh], dim=1).sort(dim=1).values[:, :k]
 
 
+def _pixel_centres(pix_to_face: torch.Tensor, dtype: torch.dtype):
+    """Flat indices (M,) of the covered entries of pix_to_face (N, H, W, K), their faces (M,),
+    meshes (M,) and pixel-centre coordinates px, py (M,)."""
+    n_mesh, height, width, k = pix_to_face.shape
+    device = pix_to_face.device
+    flat_faces = pix_to_face.reshape(-1)
+    where = torch.nonzero(flat_faces >= 0).squeeze(1)
+    face = flat_faces.index_select(0, where)
+    px = (torch.arange(width, device=device, dtype=dtype) + 0.5).view(1, 1, width, 1)
+    py = (torch.arange(height, device=device, dtype=dtype) + 0.5).view(1, height, 1, 1)
+    shape = (n_mesh, height, width, k)
+    px = px.expand(shape).reshape(-1).index_select(0, where)
+    py = py.expand(shape).reshape(-1).index_select(0, where)
+    if n_mesh == 1:
+        mesh = torch.zeros_like(face)
+    else:
+        mesh = (
+            torch.arange(n_mesh, device=device)
+            .view(-1, 1, 1, 1)
+            .expand(shape)
+            .reshape(-1)
+            .index_select(0, where)
+        )
+    return where, face, mesh, px, py
+
+
 def pixel_barycentrics(
     verts_screen: torch.Tensor, faces: torch.Tensor, pix_to_face: torch.Tensor, perspective_correct: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -261,14 +348,11 @@ def pixel_barycentrics(
     Differentiable w.r.t. ``verts_screen`` (edge functions of the pixel centre, divided by the
     triangle's signed area). Background entries get 0 and −1.
     """
-    n_mesh, height, width, k = pix_to_face.shape
-    dtype, device = verts_screen.dtype, verts_screen.device
-    valid = pix_to_face >= 0
-    n_idx, i_idx, j_idx, k_idx = torch.nonzero(valid, as_tuple=True)
-    f_idx = pix_to_face[valid]
-    tri = verts_screen[n_idx[:, None], faces[f_idx]]  # (M, 3, 3)
-    px = j_idx.to(dtype) + 0.5
-    py = i_idx.to(dtype) + 0.5
+    n_mesh, n_verts = verts_screen.shape[:2]
+    dtype = verts_screen.dtype
+    where, face, mesh, px, py = _pixel_centres(pix_to_face, dtype)
+    corner_ids = faces.index_select(0, face) + (mesh * n_verts)[:, None]  # (M, 3)
+    tri = verts_screen.reshape(-1, 3).index_select(0, corner_ids.reshape(-1)).reshape(-1, 3, 3)
     dx, dy = tri[..., 0] - px[:, None], tri[..., 1] - py[:, None]  # vertex − pixel centre, (M, 3)
     # Edge function of the pixel against the edge opposite vertex i, as in _triangle_setup.
     e0 = dx[:, 1] * dy[:, 2] - dx[:, 2] * dy[:, 1]
@@ -284,10 +368,10 @@ def pixel_barycentrics(
         depth = 1.0 / inv_depth[:, 0]
     else:
         depth = (w * z).sum(dim=1)
-    where = (n_idx, i_idx, j_idx, k_idx)
-    bary = torch.zeros((n_mesh, height, width, k, 3), dtype=dtype, device=device).index_put(where, w)
-    zbuf = torch.full((n_mesh, height, width, k), -1.0, dtype=dtype, device=device).index_put(where, depth)
-    return bary, zbuf
+    size = pix_to_face.numel()
+    bary = verts_screen.new_zeros((size, 3)).index_copy(0, where, w)
+    zbuf = verts_screen.new_full((size,), -1.0).index_copy(0, where, depth)
+    return bary.reshape(*pix_to_face.shape, 3), zbuf.reshape(pix_to_face.shape)
 
 
 def interpolate(fragments: Fragments, faces: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
@@ -302,20 +386,19 @@ def interpolate(fragments: Fragments, faces: torch.Tensor, attributes: torch.Ten
         (N, H, W, C), 0 on background pixels; differentiable w.r.t. ``attributes`` and, through
         ``fragments.bary_coords``, w.r.t. the vertex positions.
     """
-    pix_to_face = fragments.pix_to_face[..., 0]  # (N, H, W)
-    n_mesh, height, width = pix_to_face.shape
+    pix_to_face = fragments.pix_to_face[..., :1]  # (N, H, W, 1)
+    n_mesh, height, width, _ = pix_to_face.shape
     if attributes.ndim != 3 or attributes.shape[0] != n_mesh:
         raise ValueError(f"attributes must be (N={n_mesh}, V, C), got {tuple(attributes.shape)}")
     n_verts, channels = attributes.shape[1], attributes.shape[2]
     faces = faces.to(device=attributes.device, dtype=torch.long)
-    valid = pix_to_face >= 0
-    n_idx = torch.nonzero(valid, as_tuple=True)[0]
-    vids = faces[pix_to_face[valid]] + (n_idx * n_verts)[:, None]  # (M, 3) into the flat (N·V, C)
-    corner = attributes.reshape(n_mesh * n_verts, channels)[vids]  # (M, 3, C)
-    bary = fragments.bary_coords[..., 0, :][valid].to(attributes.dtype)  # (M, 3)
+    where, face, mesh, _, _ = _pixel_centres(pix_to_face, attributes.dtype)
+    corner_ids = faces.index_select(0, face) + (mesh * n_verts)[:, None]  # (M, 3) into (N·V, C)
+    corner = attributes.reshape(-1, channels).index_select(0, corner_ids.reshape(-1)).reshape(-1, 3, channels)
+    bary = fragments.bary_coords[..., 0, :].reshape(-1, 3).index_select(0, where).to(attributes.dtype)
     values = (bary[:, :, None] * corner).sum(dim=1)  # (M, C)
-    out = attributes.new_zeros((n_mesh, height, width, channels))
-    return out.index_put(torch.nonzero(valid, as_tuple=True), values)
+    out = attributes.new_zeros((n_mesh * height * width, channels)).index_copy(0, where, values)
+    return out.reshape(n_mesh, height, width, channels)
 
 
 def rasterize_reference(

@@ -26,16 +26,24 @@ def test_rotation_is_rz_ry_rx():
 def test_rotation_feature_yaw_and_pitch_directions():
     nose = torch.tensor([0.0, 0.0, 1.0])
     # Positive yaw turns the nose (+z) toward +x; negative pitch lifts it (+y): seen from below.
-    torch.testing.assert_close(rotation_matrix(torch.tensor([0.0, math.pi / 2, 0.0])) @ nose,
-                               torch.tensor([1.0, 0.0, 0.0]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        rotation_matrix(torch.tensor([0.0, math.pi / 2, 0.0])) @ nose,
+        torch.tensor([1.0, 0.0, 0.0]),
+        atol=1e-6,
+        rtol=0,
+    )
     lifted = rotation_matrix(torch.tensor([-math.radians(15), 0.0, 0.0])) @ nose
     assert lifted[1] > 0.25
 
 
 def test_rotation_round_trip():
-    angles = (torch.rand(50, 3, dtype=torch.float64) - 0.5) * torch.tensor([6.0, 3.0, 6.0], dtype=torch.float64)
+    angles = (torch.rand(50, 3, dtype=torch.float64) - 0.5) * torch.tensor(
+        [6.0, 3.0, 6.0], dtype=torch.float64
+    )
     rot = rotation_matrix(angles)
-    torch.testing.assert_close(rot @ rot.transpose(-1, -2), torch.eye(3, dtype=torch.float64).expand(50, 3, 3))
+    torch.testing.assert_close(
+        rot @ rot.transpose(-1, -2), torch.eye(3, dtype=torch.float64).expand(50, 3, 3)
+    )
     torch.testing.assert_close(torch.linalg.det(rot), torch.ones(50, dtype=torch.float64))
     torch.testing.assert_close(rotation_to_angles(rot), angles)
 
@@ -67,8 +75,10 @@ def test_projection_round_trip_and_resize():
 
 def test_deep3d_pixel_convention():
     # Deep3DFaceRecon's integer-centred, v-up landmark of the top-left pixel centre.
-    torch.testing.assert_close(deep3d_pixels_to_screen(torch.tensor([[0.0, 223.0], [223.0, 0.0]])),
-                               torch.tensor([[0.5, 0.5], [223.5, 223.5]]))
+    torch.testing.assert_close(
+        deep3d_pixels_to_screen(torch.tensor([[0.0, 223.0], [223.0, 0.0]])),
+        torch.tensor([[0.5, 0.5], [223.5, 223.5]]),
+    )
 
 
 def test_view_direction_points_to_camera():

@@ -79,9 +79,15 @@ def test_feature_clipping_and_undrawable():
     verts = torch.tensor(
         [
             [
-                [-10.0, -10.0, 1.0], [30.0, -10.0, 1.0], [-10.0, 30.0, 1.0],  # covers the whole image
-                [0.0, 0.0, 0.5], [4.0, 0.0, -0.1], [0.0, 4.0, 0.5],  # a vertex behind the camera
-                [0.0, 0.0, 0.2], [2.0, 2.0, 0.2], [4.0, 4.0, 0.2],  # zero area
+                [-10.0, -10.0, 1.0],
+                [30.0, -10.0, 1.0],
+                [-10.0, 30.0, 1.0],  # covers the whole image
+                [0.0, 0.0, 0.5],
+                [4.0, 0.0, -0.1],
+                [0.0, 4.0, 0.5],  # a vertex behind the camera
+                [0.0, 0.0, 0.2],
+                [2.0, 2.0, 0.2],
+                [4.0, 4.0, 0.2],  # zero area
             ]
         ]
     )
@@ -163,3 +169,14 @@ def test_cuda_matches_cpu():
     assert gpu.pix_to_face.is_cuda
     assert torch.equal(cpu.pix_to_face, gpu.pix_to_face.cpu())
     torch.testing.assert_close(cpu.bary_coords, gpu.bary_coords.cpu(), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_feature_big_triangles_match_reference(k):
+    # Boxes wider than the last bucket edge go through exact enumeration (chunked).
+    verts, faces = random_mesh(1, 10, 12, (70, 45), seed=11)
+    for chunk in (50, 1 << 20):
+        got = rasterize(verts, faces, (70, 45), k, chunk_size=chunk)
+        ref = rasterize_reference(verts, faces, (70, 45), k)
+        assert torch.equal(got.pix_to_face, ref.pix_to_face)
+        torch.testing.assert_close(got.bary_coords, ref.bary_coords.float(), atol=1e-5, rtol=0)
