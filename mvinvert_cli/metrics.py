@@ -30,7 +30,6 @@ Definitions (M = the set of selected pixels of one image, |M| its size, C channe
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 SSIM_SIGMA = 1.5
 SSIM_TRUNCATE = 3.5  # scipy/scikit-image default: radius = int(truncate * sigma + 0.5) = 5
@@ -95,12 +94,14 @@ def gaussian_window(sigma: float = SSIM_SIGMA, truncate: float = SSIM_TRUNCATE,
 
 
 def _window_mean(images: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
-    """Separable 'valid' Gaussian filtering of (N,C,H,W) → (N,C,H−2r,W−2r)."""
-    channels = images.shape[1]
+    """Separable 'valid' Gaussian filtering of (..., H, W) → (..., H−2r, W−2r).
+
+    A weighted sum of 2r+1 shifted slices per axis (faster than a depthwise float64 conv2d on CPU).
+    """
     size = window.numel()
-    rows = window.view(1, 1, size, 1).expand(channels, 1, size, 1)
-    cols = window.view(1, 1, 1, size).expand(channels, 1, 1, size)
-    return F.conv2d(F.conv2d(images, rows, groups=channels), cols, groups=channels)
+    height, width = images.shape[-2:]
+    rows = sum(window[k] * images[..., k:height - size + 1 + k, :] for k in range(size))
+    return sum(window[k] * rows[..., :, k:width - size + 1 + k] for k in range(size))
 
 
 def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0,
@@ -117,10 +118,10 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0,
                          f"got {tuple(x.shape[-2:])}")
     x = x.to(torch.float64)
     y = y.to(torch.float64)
-    mu_x, mu_y = _window_mean(x, window), _window_mean(y, window)
-    var_x = _window_mean(x * x, window) - mu_x * mu_x
-    var_y = _window_mean(y * y, window) - mu_y * mu_y
-    cov_xy = _window_mean(x * y, window) - mu_x * mu_y
+    mu_x, mu_y, xx, yy, xy = _window_mean(torch.stack([x, y, x * x, y * y, x * y]), window)
+    var_x = xx - mu_x * mu_x
+    var_y = yy - mu_y * mu_y
+    cov_xy = xy - mu_x * mu_y
     c1 = (SSIM_K1 * data_range) ** 2
     c2 = (SSIM_K2 * data_range) ** 2
     return ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
@@ -134,9 +135,19 @@ def ssim(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None, dat
     use_sample_covariance=False, data_range=R)`` when ``mask`` is None; with a mask, pixels within
     the window radius of the image border are left out of the average (S is undefined there).
     """
+    _check_pair(x, y)
+    radius = int(SSIM_TRUNCATE * sigma + 0.5)
+    keep = _pixel_mask(mask, x)
+    if mask is not None and keep.any():  # S needs only the windows around selected pixels: crop to them
+        rows = torch.nonzero(keep.any(dim=3).any(dim=0)[0])[:, 0]
+        cols = torch.nonzero(keep.any(dim=2).any(dim=0)[0])[:, 0]
+        top, bottom = max(int(rows[0]) - radius, 0), min(int(rows[-1]) + radius + 1, x.shape[-2])
+        left, right = max(int(cols[0]) - radius, 0), min(int(cols[-1]) + radius + 1, x.shape[-1])
+        if bottom - top > 2 * radius and right - left > 2 * radius:
+            x, y = x[..., top:bottom, left:right], y[..., top:bottom, left:right]
+            keep = keep[..., top:bottom, left:right]
     s = ssim_map(x, y, data_range, sigma)
-    radius = (x.shape[-1] - s.shape[-1]) // 2
-    keep = _pixel_mask(mask, x)[..., radius:x.shape[-2] - radius, radius:x.shape[-1] - radius]
+    keep = keep[..., radius:x.shape[-2] - radius, radius:x.shape[-1] - radius]
     return _masked_mean(s, keep)
 
 

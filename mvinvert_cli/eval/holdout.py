@@ -105,19 +105,16 @@ def statistical_fill(colours: torch.Tensor, keep: torch.Tensor, prior: torch.Ten
 
 
 def mirror_fill(colours: torch.Tensor, keep: torch.Tensor, mirror_ids: torch.Tensor,
-                prior: torch.Tensor) -> tuple[torch.Tensor, float]:
+                prior: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric fill: vertex v ∉ keep takes colours[mirror(v)] if mirror(v) ∈ keep, else prior[v].
 
     Returns:
-        (V, 3) colours, and the fraction of the filled vertices that found a kept mirror (the rest fell
-        back to the prior — reported, never hidden).
+        (V, 3) colours, and bool (V,) the vertices that took a mirrored colour (the other filled ones
+        fell back to the prior — callers report the fraction, it is never hidden).
     """
-    fill = ~keep
-    mirrored_ok = keep[mirror_ids] & fill
+    mirrored = keep[mirror_ids] & ~keep
     out = torch.where(keep[:, None], colours, prior)
-    out = torch.where(mirrored_ok[:, None], colours[mirror_ids], out)
-    filled = int(fill.sum())
-    return out, (int(mirrored_ok.sum()) / filled if filled else 1.0)
+    return torch.where(mirrored[:, None], colours[mirror_ids], out), mirrored
 
 
 # ----------------------------------------------------------------------------- scoring in image space
