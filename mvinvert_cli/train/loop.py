@@ -110,16 +110,18 @@ class Trainer:
 
     Args:
         path: an :class:`~mvinvert_cli.train.path.InversionPath` (or anything with the same
-            ``encoder``, ``decoder``, ``latent_avg``, ``restyle_opts()`` and ``forward(batch, gen)``).
+            ``encoder``, ``decoder``, ``latent_avg``, ``settings`` and ``forward(batch, gen)``).
         face_net: :class:`~mvinvert_cli.train.losses.FaceFeatures` for Eq. 8–9.
         photos: prepared photos (fields the path reads, e.g. ``photo``, ``mask``).
         textures: real UV textures for Eq. 10, or None (the term is then left out and reported).
         settings: :class:`TrainSettings`.
         device: where everything runs.
+        init_opts: ``opts`` of the ReStyle checkpoint the encoder started from (kept in ours).
     """
 
     def __init__(self, path: nn.Module, face_net: L.FaceFeatures, photos: FaceImageFolder | Any,
-                 textures: TextureFolder | Any | None, settings: TrainSettings, device: torch.device) -> None:
+                 textures: TextureFolder | Any | None, settings: TrainSettings, device: torch.device,
+                 init_opts: Mapping[str, Any] | None = None) -> None:
         self.path = path.to(device)
         self.face_net = face_net.to(device)
         self.photos = photos
@@ -127,6 +129,8 @@ class Trainer:
         self.settings = settings
         self.device = device
         self.step_count = 0
+        self.init_opts = {k: v for k, v in dict(init_opts or {}).items()
+                          if k not in ("train", "train_path", "trained_steps")}
         self.notes: list[str] = []
         if textures is None:
             self.notes.append("no real textures: texture adversarial term (Eq. 10) left out")
@@ -142,13 +146,24 @@ class Trainer:
         self.disc_opt = torch.optim.Adam(disc_params, lr=settings.disc_lr, betas=settings.disc_betas)
 
     # ------------------------------------------------------------------ one step
+    def batch_indices(self, step: int) -> list[int]:
+        """Photos of ``step``: consecutive slots of per-epoch permutations seeded by (seed, epoch),
+        so every photo is seen once per epoch and the order depends on (seed, step) only."""
+        n, size = len(self.photos), self.settings.batch_size
+        slots = range(step * size, (step + 1) * size)
+        perms: dict[int, list[int]] = {}
+        for slot in slots:
+            epoch = slot // n
+            if epoch not in perms:
+                perms[epoch] = torch.randperm(n, generator=step_generator(self.settings.seed, -1 - epoch)).tolist()
+        return [perms[slot // n][slot % n] for slot in slots]
+
     def _batch(self, gen: torch.Generator) -> tuple[dict[str, Tensor], Tensor | None]:
-        s = self.settings
-        idx = torch.randint(len(self.photos), (s.batch_size,), generator=gen).tolist()
+        idx = self.batch_indices(self.step_count)
         batch = {k: v.to(self.device) for k, v in stack_items(self.photos[i] for i in idx).items()}
         real_tex = None
         if self.textures is not None:
-            tidx = torch.randint(len(self.textures), (s.batch_size,), generator=gen).tolist()
+            tidx = torch.randint(len(self.textures), (len(idx),), generator=gen).tolist()
             real_tex = torch.stack([self.textures[i] for i in tidx]).to(self.device)
         return batch, real_tex
 
@@ -216,21 +231,26 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self) -> dict[str, Any]:
-        """ReStyle-layout checkpoint plus the training state (loads with ``weights_only=True``)."""
-        state = {f"encoder.{k}": v for k, v in self.path.encoder.state_dict().items()}
-        state.update({f"decoder.{k}": v for k, v in self.path.decoder.state_dict().items()})
-        opts = dict(self.path.restyle_opts())
-        opts["train"] = self.settings.to_dict()
-        return {
-            "state_dict": state,
-            "latent_avg": self.path.latent_avg.detach().cpu().clone(),
-            "opts": opts,
+        """ReStyle-layout checkpoint (``invert.encoder.restyle_checkpoint``) plus the training state.
+
+        ``invert.encoder.load_restyle`` (hence ``recover --encoder``) reads it like an official
+        file; the extra entries (step, optimisers, discriminators, settings) serve ``--resume``.
+        Everything is tensors, numbers, strings and dicts, so it loads with ``weights_only=True``.
+        """
+        from ..invert.encoder import restyle_checkpoint
+
+        opts = {"n_iters_per_batch": 5, **self.init_opts, "train": self.settings.to_dict(),
+                "train_path": asdict(self.path.settings) | {"views": [list(v) for v in self.path.settings.views]},
+                "trained_steps": self.step_count}
+        ckpt = restyle_checkpoint(self.path.encoder, self.path.decoder, self.path.latent_avg, opts)
+        ckpt.update({
             "format": CHECKPOINT_FORMAT,
             "step": self.step_count,
             "optimizer": self.opt.state_dict(),
             "discriminators": {"texture": self.tex_disc.state_dict(), "face": self.face_disc.state_dict()},
             "disc_optimizer": self.disc_opt.state_dict(),
-        }
+        })
+        return ckpt
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write :meth:`checkpoint` atomically to ``path``."""

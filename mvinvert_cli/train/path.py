@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,9 +22,11 @@ from torch import Tensor, nn
 
 from ..config import DEFAULT_VIEWS
 from ..morphable import camera as cam
+from ..morphable.lighting import shade
 from ..morphable.model import MorphableModel
-from ..render.rasterize import Fragments, interpolate, rasterize
-from ..texture.bake import bake, uv_fragments
+from ..render.rasterize import interpolate
+from ..render.renderer import Renderer, view_pose
+from ..texture.bake import UVLayout, bake, uv_layout
 from ..texture.poisson import PoissonSolver
 from ..texture.sample import Sampled, sample_vertices
 from ..texture.stitch import stitch
@@ -72,6 +73,8 @@ class PathSettings:
         views: (yaw, pitch) degrees of the synthetic views (DESIGN.md §4: 0, ±30, pitch −15).
         render_size: S, side of the photo crop and of every render (224 = Deep3DFaceRecon).
         encoder_size: side the views are resized to for the encoder (256 for ReStyle).
+        generator_stop: resolution the generator stops at (its skip image at that scale; ≥
+            ``render_size`` keeps full detail at a fraction of the 1024² cost); None = full size.
         iterations: ReStyle residual passes per view during training; the passes before the last
             run without gradient (ReStyle's own training detaches them too).
         vis_threshold_photo / vis_threshold_view: T of Eq. 4 in px at ``render_size``·224/224.
@@ -80,11 +83,13 @@ class PathSettings:
         max_yaw / max_pitch: range (degrees) of the random identity-render poses.
         expression_scale: std of the random expression coefficients (units of σ).
         light_scale: std of the random perturbation of the SH coefficients.
+        min_irradiance: floor of the fitted irradiance when T_refine is de-lit for relighting.
     """
 
     views: tuple[tuple[float, float], ...] = DEFAULT_VIEWS
     render_size: int = 224
     encoder_size: int = 256
+    generator_stop: int | None = 256
     iterations: int = 1
     vis_threshold_photo: float = 50.0
     vis_threshold_view: float = 3.0
@@ -94,6 +99,7 @@ class PathSettings:
     max_pitch: float = 20.0
     expression_scale: float = 0.5
     light_scale: float = 0.1
+    min_irradiance: float = 0.05
 
     @property
     def threshold_scale(self) -> float:
@@ -101,29 +107,42 @@ class PathSettings:
         return self.render_size / cam.IMAGE_SIZE
 
 
-# ----------------------------------------------------------------------------- geometry helpers
+# ----------------------------------------------------------------------------- helpers
 
-def view_pose(views: Sequence[tuple[float, float]], translation: Tensor) -> tuple[Tensor, Tensor]:
-    """Poses of the synthetic views: angles (pitch, yaw, 0) and the face centred at the fitted depth.
-
-    Args:
-        views: N (yaw, pitch) in degrees.
-        translation: (B,3) fitted translations.
-
-    Returns:
-        angles (B·N,3) radians and translations (B·N,3), photo-major (b, then view).
-    """
-    b, n = translation.shape[0], len(views)
-    deg = translation.new_tensor([[pitch, yaw, 0.0] for yaw, pitch in views])  # (N,3)
-    angles = torch.deg2rad(deg).repeat(b, 1)
-    centred = torch.zeros_like(translation)
-    centred[:, 2] = translation[:, 2]
-    return angles, centred.repeat_interleave(n, dim=0)
+def view_poses(views: Sequence[tuple[float, float]], batch: int, device: torch.device,
+               dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Poses of the synthetic views (``render.renderer.view_pose``), photo-major: (B·N,3) angles, translations."""
+    poses = [view_pose(yaw, pitch, device=device, dtype=dtype) for yaw, pitch in views]
+    angles = torch.stack([a for a, _ in poses]).repeat(batch, 1)
+    translation = torch.stack([t for _, t in poses]).repeat(batch, 1)
+    return angles, translation
 
 
 def five_points(landmarks: Tensor) -> Tensor:
     """(..., 68, 2) iBUG landmarks → (..., 5, 2) [eyeL, eyeR, nose, mouthL, mouthR]."""
     return torch.stack([landmarks[..., list(ids), :].mean(dim=-2) for ids in FIVE_POINTS], dim=-2)
+
+
+def resize(images: Tensor, size: int) -> Tensor:
+    """(B,C,H,W) → (B,C,size,size): area average when shrinking (ReStyle's pooling), else bilinear."""
+    if images.shape[-2:] == (size, size):
+        return images
+    if min(images.shape[-2:]) > size:
+        return F.interpolate(images, size=(size, size), mode="area")
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def relight(colors: Tensor, normals_fit: Tensor, gamma_fit: Tensor, normals: Tensor, gamma: Tensor,
+            floor: float) -> Tensor:
+    """Colours seen under the fitted SH lighting, re-shaded for new normals and lighting.
+
+    T_refine holds lit colours (sampled from photos); dividing by the fitted irradiance
+    (``lighting.shade`` of a white albedo, floored at ``floor``) estimates the albedo, which is then
+    shaded with the new normals and SH coefficients. All (B,V,3); gamma (B,27).
+    """
+    white = torch.ones_like(colors)
+    albedo = colors / shade(white, normals_fit, gamma_fit).clamp_min(floor)
+    return shade(albedo, normals, gamma)
 
 
 # ----------------------------------------------------------------------------- the path
@@ -133,9 +152,11 @@ class InversionPath(nn.Module):
 
     Args:
         model: the morphable model the photos were fitted with (topology, UVs, bases).
-        encoder: ReStyle residual encoder, (B,6,s,s) in [−1,1] → (B,n_styles,style_dim) (trained).
-        decoder: StyleGAN2 generator, w+ (B,n_styles,style_dim) → (B,3,R,R) in [−1,1] (frozen).
-        latent_avg: (n_styles,style_dim) w̄, the first ReStyle pass starts from G(w̄).
+        encoder: ReStyle residual encoder (``invert.encoder.BackboneEncoder``), (B,6,s,s) in [−1,1]
+            → Δ (B,L,D); the only trained part.
+        decoder: StyleGAN2 generator (``invert.stylegan2.Generator``), w+ (B,L,D) → (B,3,R,R) in
+            [−1,1]; frozen, fixed noise.
+        latent_avg: (L,D) w̄; the first ReStyle pass starts from G(w̄).
         settings: :class:`PathSettings`.
         lam: λ of Eq. 6.
 
@@ -152,80 +173,67 @@ class InversionPath(nn.Module):
         self.decoder = decoder.eval().requires_grad_(False)
         self.register_buffer("latent_avg", latent_avg.detach().clone())
         self.settings = settings
-        self.camera = cam.Camera().resized(settings.render_size)
+        self.renderer = Renderer(size=settings.render_size)
         self.solver = PoissonSolver(model.mean_shape, model.triangles, lam)
-        self._uv_fragments = None
+        self._uv_layout: UVLayout | None = None
+
+    def _apply(self, fn, recurse=True):  # keep the (non-module) morphable model on the path's device
+        super()._apply(fn, recurse)
+        self.model = self.model.to(self.latent_avg.device)
+        return self
 
     def train(self, mode: bool = True) -> InversionPath:  # the generator never leaves eval mode
         super().train(mode)
         self.decoder.eval()
         return self
 
-    def restyle_opts(self) -> dict[str, Any]:
-        """The ``opts`` of a ReStyle checkpoint holding this encoder and generator."""
-        opts = dict(getattr(self.encoder, "opts", {}) or {})
-        opts.update(getattr(self.decoder, "opts", {}) or {})
-        opts.setdefault("n_iters_per_batch", max(self.settings.iterations, 1))
-        opts["input_nc"] = 6
-        return opts
-
     # ------------------------------------------------------------------ rendering
-    def _faces(self, device: torch.device) -> Tensor:
-        return self.model.triangles.to(device)
-
-    def project(self, verts: Tensor, angles: Tensor, translation: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Model-space (B,V,3) → world vertices, world normals and screen vertices (B,V,3) each."""
+    def pose(self, verts: Tensor, angles: Tensor, translation: Tensor) -> tuple[Tensor, Tensor]:
+        """Model-space (B,V,3) → world vertices and pose-rotated unit normals (B,V,3)."""
         world = cam.transform(verts, angles, translation)
         normals = cam.transform(self.model.normals(verts), angles, torch.zeros_like(translation))
-        return world, normals, self.camera.project(world)
-
-    def render(self, screen: Tensor, colors: Tensor, fragments: Fragments | None = None
-               ) -> tuple[Tensor, Tensor, Fragments]:
-        """Unlit render of per-vertex colours (B,V,C): image (B,C,S,S), coverage (B,1,S,S), fragments."""
-        size = self.settings.render_size
-        faces = self._faces(screen.device)
-        if fragments is None:
-            fragments = rasterize(screen, faces, (size, size))
-        image = interpolate(fragments, faces, colors).permute(0, 3, 1, 2)
-        return image, fragments.mask[:, None].to(colors.dtype), fragments
+        return world, normals
 
     def scores(self, sampled: Sampled, world: Tensor, normals: Tensor, threshold: float) -> Tensor:
-        """Eq. 4 per-vertex scores (B,V) from a :func:`~mvinvert_cli.texture.sample.sample_vertices` result."""
+        """Eq. 4 per-vertex scores (B,V) of a :func:`~mvinvert_cli.texture.sample.sample_vertices` result."""
         return vertex_scores(normals, world, sampled.visible, sampled.boundary_distance,
                              threshold * self.settings.threshold_scale).detach()
 
     def bake_uv(self, colors: Tensor) -> Tensor:
-        """(B,V,3) per-vertex colours → (B,3,T,T) seam-padded UV textures (u right, v up)."""
-        faces = self._faces(colors.device)
-        if self._uv_fragments is None or self._uv_fragments.pix_to_face.device != colors.device:
-            self._uv_fragments = uv_fragments(self.model.uvs.to(colors.device), faces, self.settings.texture_size)
-        baked = [bake(c, self.model.uvs, faces, fragments=self._uv_fragments).texture for c in colors]
+        """(B,V,3) per-vertex colours → (B,3,T,T) seam-padded UV textures (``texture.bake``)."""
+        faces = self.model.triangles
+        if self._uv_layout is None or self._uv_layout.mask.device != colors.device:
+            self._uv_layout = uv_layout(self.model.uvs, faces, self.settings.texture_size)
+        baked = [bake(c, faces, self._uv_layout).texture for c in colors]
         return torch.stack(baked).permute(0, 3, 1, 2)
 
     # ------------------------------------------------------------------ inversion (Eq. 2–3)
     def decode(self, w_plus: Tensor) -> Tensor:
-        """G(w+) in [0,1] at the generator's resolution (frozen weights, gradients to w+)."""
-        return ((self.decoder(w_plus) + 1) / 2).clamp(0, 1)
+        """G(w+) mapped to [0,1] (frozen weights, gradients to w+), stopped at ``generator_stop``."""
+        stop = self.settings.generator_stop
+        size = getattr(self.decoder, "size", None)
+        stop = None if stop is None or size is None or stop >= size else stop
+        return ((self.decoder(w_plus, stop_at=stop) + 1) / 2).clamp(0, 1)
 
     def invert(self, images: Tensor) -> Tensor:
-        """ReStyle residual passes on (M,3,S,S) views → I_inv (M,3,S,S) in [0,1] (Eq. 2–3)."""
+        """ReStyle residual passes on (M,3,S,S) views in [0,1] → I_inv (M,3,S,S) (Eq. 2–3).
+
+        Pass 0 compares the target with G(w̄); pass t > 0 with the previous reconstruction; each
+        adds the encoder's Δ to w. Only the last pass keeps the autograd graph.
+        """
         s = self.settings
-        target = F.interpolate(images, size=(s.encoder_size,) * 2, mode="bilinear", align_corners=False) * 2 - 1
+        passes = max(s.iterations, 1)
+        target = resize(images, s.encoder_size) * 2 - 1
         w = self.latent_avg.expand(images.shape[0], *self.latent_avg.shape)
         with torch.no_grad():
-            current = self._to_encoder(self.decode(self.latent_avg[None])).expand_as(target)
-        for it in range(max(s.iterations, 1)):
-            last = it == max(s.iterations, 1) - 1
+            current = (resize(self.decode(self.latent_avg[None]), s.encoder_size) * 2 - 1).expand_as(target)
+        for it in range(passes):
+            last = it == passes - 1
             with torch.set_grad_enabled(last and torch.is_grad_enabled()):
                 w = w + self.encoder(torch.cat([target, current], dim=1))  # Eq. 2
                 out = self.decode(w)  # Eq. 3
-            current = self._to_encoder(out) if last else self._to_encoder(out).detach()
-            w = w if last else w.detach()
-        return F.interpolate(out, size=(s.render_size,) * 2, mode="bilinear", align_corners=False)
-
-    def _to_encoder(self, images01: Tensor) -> Tensor:
-        size = self.settings.encoder_size
-        return F.interpolate(images01, size=(size, size), mode="bilinear", align_corners=False) * 2 - 1
+                current = resize(out, s.encoder_size) * 2 - 1
+        return resize(out, s.render_size)
 
     # ------------------------------------------------------------------ forward
     def forward(self, batch: Mapping[str, Tensor], gen: torch.Generator | None = None) -> PathOutputs:
@@ -233,50 +241,51 @@ class InversionPath(nn.Module):
         s = self.settings
         photo, coarse = batch["photo"], batch["coarse"]
         b, n = photo.shape[0], len(s.views)
+        faces = self.model.triangles
         verts = self.model.shape(batch.get("id"), batch.get("exp"))  # (B,V,3) Eq. 1
-        world, normals, screen = self.project(verts, batch["angles"], batch["translation"])
-
-        faces = self._faces(photo.device)
+        world, normals = self.pose(verts, batch["angles"], batch["translation"])
 
         # reference photo: colours and Eq. 4 scores at the fitted pose (T = 50 px)
         with torch.no_grad():
-            on_photo = sample_vertices(photo, screen, faces)
+            fragments, screen, _ = self.renderer.rasterize(world, faces)
+            on_photo = sample_vertices(photo, screen, faces, fragments=fragments)
         photo_scores = self.scores(on_photo, world, normals, s.vis_threshold_photo)
 
-        # synthetic views of T_coarse and their GAN inversions, resampled per vertex
-        angles_v, trans_v = view_pose(s.views, batch["translation"])
-        world_v, normals_v, screen_v = self.project(verts.repeat_interleave(n, dim=0), angles_v, trans_v)
+        # synthetic views of T_coarse, their GAN inversions, resampled per vertex
+        angles_v, trans_v = view_poses(s.views, b, photo.device, photo.dtype)
+        world_v, normals_v = self.pose(verts.repeat_interleave(n, dim=0), angles_v, trans_v)
         with torch.no_grad():
-            views, _, fragments_v = self.render(screen_v, coarse.repeat_interleave(n, dim=0))
-        inverted = self.invert(views)  # (B·N,3,S,S)
-        on_views = sample_vertices(inverted, screen_v, faces, fragments=fragments_v)
+            views = self.renderer.render(world_v, faces, coarse.repeat_interleave(n, dim=0))
+        inverted = self.invert(views.image)  # (B·N,3,S,S)
+        on_views = sample_vertices(inverted, views.screen, faces, fragments=views.fragments)
         view_scores = self.scores(on_views, world_v, normals_v, s.vis_threshold_view)
 
-        # Eq. 5–6 per photo
+        # Eq. 5–6 per photo: T_refine
         refined, notes = [], []
         for i in range(b):
             result = stitch(self.solver, on_photo.colors[i], photo_scores[i], on_views.colors[i * n:(i + 1) * n],
                             view_scores[i * n:(i + 1) * n], fallback=coarse[i])
             refined.append(result.colors)
             notes += [note for note in result.notes if note not in notes]
-        refined = torch.stack(refined)  # (B,V,3) T_refine
+        refined = torch.stack(refined)  # (B,V,3)
 
-        # Eq. 7–8, 11: re-render at the photo's pose and blend
-        render, coverage, _ = self.render(screen, refined, on_photo.fragments)
-        mask = batch["mask"] * coverage
+        # Eq. 7–8, 11: re-render at the photo's pose (its fragments), blend into the photo
+        render = interpolate(fragments, faces, refined).permute(0, 3, 1, 2)
+        mask = batch["mask"] * fragments.mask[:, None].to(refined.dtype)
         blended = blend_face(render, photo, mask)
-        id_renders, id_points = self.identity_renders(verts, refined, batch, gen)
+        id_renders, id_points = self.identity_renders(refined, normals, batch, gen)
         return PathOutputs(photo, mask, blended, id_renders, id_points, self.bake_uv(refined),
-                           views.view(b, n, *views.shape[1:]), inverted.view(b, n, *inverted.shape[1:]),
+                           views.image.view(b, n, 3, *photo.shape[-2:]), inverted.view(b, n, 3, *photo.shape[-2:]),
                            refined, tuple(notes))
 
-    def identity_renders(self, verts: Tensor, refined: Tensor, batch: Mapping[str, Tensor],
+    def identity_renders(self, refined: Tensor, normals_fit: Tensor, batch: Mapping[str, Tensor],
                          gen: torch.Generator | None) -> tuple[Tensor, Tensor]:
         """Eq. 9's K renders of T_refine per photo under random pose, expression and lighting.
 
-        Yaw and pitch are uniform in ±``max_yaw`` / ±``max_pitch``, expression coefficients
-        N(0, ``expression_scale``²) replace the fitted ones, and the fitted SH coefficients get an
-        N(0, ``light_scale``²) perturbation. All draws come from ``gen`` (per-step seeded).
+        Yaw and pitch are uniform in ±``max_yaw`` / ±``max_pitch`` (face centred as the synthetic
+        views), expression coefficients N(0, ``expression_scale``²) replace the fitted ones, and
+        the fitted SH coefficients get an N(0, ``light_scale``²) perturbation (:func:`relight`).
+        Draws come from ``gen`` (the step's generator) so a resumed run repeats them.
 
         Returns:
             renders (B,K,3,S,S) and their 5 landmarks (B,K,5,2) in px.
@@ -284,27 +293,24 @@ class InversionPath(nn.Module):
         s = self.settings
         b, k = refined.shape[0], s.identity_renders
         device, dtype = refined.device, refined.dtype
-
-        def uniform(*shape: int) -> Tensor:
-            return (torch.rand(*shape, generator=gen, device=gen.device if gen else None) * 2 - 1).to(device, dtype)
-
-        def normal(*shape: int) -> Tensor:
-            return torch.randn(*shape, generator=gen, device=gen.device if gen else None).to(device, dtype)
-
-        yaw, pitch = uniform(b * k) * s.max_yaw, uniform(b * k) * s.max_pitch
+        cpu = torch.device("cpu") if gen is None else gen.device
+        uniform = torch.rand(b * k, 2, generator=gen, device=cpu).to(device, dtype) * 2 - 1
+        yaw, pitch = uniform[:, 0] * s.max_yaw, uniform[:, 1] * s.max_pitch
         angles = torch.deg2rad(torch.stack([pitch, yaw, torch.zeros_like(yaw)], dim=-1))
         translation = torch.zeros(b * k, 3, device=device, dtype=dtype)
-        translation[:, 2] = batch["translation"][:, 2].repeat_interleave(k)
         exp = None
         if self.model.n_exp:
-            exp = normal(b * k, self.model.n_exp) * s.expression_scale
+            exp = torch.randn(b * k, self.model.n_exp, generator=gen, device=cpu).to(device, dtype)
+            exp = exp * s.expression_scale
         shape_id = batch.get("id")
-        verts_k = self.model.shape(None if shape_id is None else shape_id.repeat_interleave(k, dim=0), exp)
-        if exp is None:
-            verts_k = verts.repeat_interleave(k, dim=0)
-        world, normals, screen = self.project(verts_k, angles, translation)
-        colors = refined.repeat_interleave(k, dim=0)
-        image, _, _ = self.render(screen, colors)
-        points = five_points(self.model.landmarks(screen[..., :2]))
-        size = self.settings.render_size
-        return image.view(b, k, 3, size, size), points.view(b, k, 5, 2)
+        verts = self.model.shape(None if shape_id is None else shape_id.repeat_interleave(k, dim=0), exp)
+        verts = verts.expand(b * k, -1, -1)
+        gamma_fit = batch["gamma"].repeat_interleave(k, dim=0)
+        noise = torch.randn(b * k, gamma_fit.shape[-1], generator=gen, device=cpu).to(device, dtype)
+        world, normals = self.pose(verts, angles, translation)
+        colors = relight(refined.repeat_interleave(k, dim=0), normals_fit.repeat_interleave(k, dim=0), gamma_fit,
+                         normals, gamma_fit + noise * s.light_scale, s.min_irradiance)
+        rendering = self.renderer.render(world, self.model.triangles, colors)
+        points = five_points(self.model.landmarks(rendering.screen[..., :2]))
+        size = s.render_size
+        return rendering.image.view(b, k, 3, size, size), points.view(b, k, 5, 2)

@@ -38,3 +38,39 @@ def synthetic_face_model(n: int = 13, seed: int = 0):
 @pytest.fixture
 def face_model():
     return synthetic_face_model()
+
+
+def synthetic_photos(model, count: int = 3, size: int = 64, seed: int = 0) -> list[dict]:
+    """Prepared-photo records (the fields ``mvinvert train`` caches) rendered from ``model``:
+    a smooth random "true" texture at a random pose is the photo, its coverage the face mask, and
+    a blurred, tinted copy of the true texture plays T_coarse."""
+    import torch
+
+    from mvinvert_cli.morphable import camera as cam
+    from mvinvert_cli.render.rasterize import interpolate, rasterize
+    from mvinvert_cli.train.path import five_points
+
+    gen = torch.Generator().manual_seed(seed)
+    camera = cam.Camera().resized(size)
+    verts = model.mean_shape[None]
+    items = []
+    for _ in range(count):
+        freq = torch.rand(3, 3, generator=gen) * 4
+        phase = torch.rand(3, generator=gen) * 6
+        xyz = model.mean_shape
+        true = 0.5 + 0.3 * torch.sin(xyz @ freq + phase)  # (V,3)
+        angles = (torch.rand(1, 3, generator=gen) - 0.5) * torch.tensor([[0.3, 0.6, 0.1]])
+        translation = torch.zeros(1, 3)
+        screen = camera.project(cam.transform(verts, angles, translation))
+        frags = rasterize(screen, model.triangles, (size, size))
+        photo = interpolate(frags, model.triangles, true[None]).permute(0, 3, 1, 2)[0]
+        background = torch.rand(3, 1, 1, generator=gen)
+        mask = frags.mask[0][None].float()
+        photo = photo * mask + background * (1 - mask)
+        coarse = 0.5 * true + 0.25 + 0.05 * torch.randn(true.shape, generator=gen)
+        items.append({
+            "photo": photo, "mask": mask, "id": torch.zeros(model.n_id), "exp": torch.zeros(model.n_exp),
+            "angles": angles[0], "translation": translation[0], "gamma": torch.zeros(27),
+            "coarse": coarse.clamp(0, 1), "points5": five_points(model.landmarks(screen[..., :2]))[0],
+        })
+    return items
