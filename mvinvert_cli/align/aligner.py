@@ -50,7 +50,7 @@ class Aligner:
         notes: why ``auto`` chose it (e.g. "FAN weights missing: MediaPipe default").
     """
 
-    def __init__(self, backend: str | AlignerBackend = "auto", device: Any = "cpu") -> None:
+    def __init__(self, backend: str | AlignerBackend = "auto", device: Any = "cpu", trust_pickle: bool = False) -> None:
         try:
             choice = AlignerBackend(backend)
         except ValueError as exc:
@@ -69,7 +69,8 @@ class Aligner:
         if choice is AlignerBackend.fan:
             from .fan_backend import FanLandmarker
 
-            self._impl: Any = FanLandmarker(device=device)
+            self._impl: Any = FanLandmarker(device=device, trust_pickle=trust_pickle)
+            self.notes += self._impl.notes
         else:
             from .mediapipe_backend import MediaPipeLandmarker
 
@@ -88,7 +89,8 @@ class Aligner:
                                                      head_pose=face.pose, notes=notes))
         else:
             for landmarks, box, score in self._impl.detect(photo.rgb):
-                observations.append(make_observation(photo, landmarks, box, "fan", score=score))
+                observations.append(make_observation(photo, landmarks, box, "fan", score=score,
+                                                     notes=tuple(self._impl.notes)))
         observations.sort(key=lambda o: -o.box_area)
         return [_with_index(o, i) for i, o in enumerate(observations)]
 

@@ -9,7 +9,6 @@ the SFD file the MediaPipe landmarker supplies the face boxes (reported in ``not
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +25,7 @@ SFD_THRESHOLD = 0.5
 def _hub_file(key: str) -> Path | None:
     import torch
 
-    hub = Path(os.environ.get("TORCH_HOME", "")) / "hub" / "checkpoints" if os.environ.get("TORCH_HOME") \
-        else Path(torch.hub.get_dir()) / "checkpoints"
+    hub = Path(torch.hub.get_dir()) / "checkpoints"  # honours $TORCH_HOME
     for name in ASSET_BY_KEY[key].filenames:
         if (hub / name).is_file():
             return hub / name
@@ -84,12 +82,10 @@ class FanLandmarker:
 
     def boxes(self, rgb8: np.ndarray) -> list[tuple[np.ndarray, float | None]]:
         """Face boxes (x1, y1, x2, y2) with scores."""
-        if hasattr(self.detector, "detect") and not hasattr(self.detector, "forward"):
-            out = []
-            for face in self.detector.detect(rgb8):
-                xy = face.dense[:, :2]
-                out.append((np.concatenate([xy.min(0), xy.max(0)]), None))
-            return out
+        from .mediapipe_backend import MediaPipeLandmarker
+
+        if isinstance(self.detector, MediaPipeLandmarker):
+            return [(face.box, None) for face in self.detector.detect(rgb8)]
         from face_alignment.detection.sfd.bbox import nms
         from face_alignment.detection.sfd.detect import detect
 

@@ -46,7 +46,7 @@ def command(
     out_dir = output if output is not None else photo.with_name(photo.stem + "_align")
     picture = load_image(photo)
     dev = resolve_device(device_name(device))
-    face_aligner = Aligner(aligner.value, device=dev)
+    face_aligner = Aligner(aligner.value, device=dev, trust_pickle=OPTIONS.trust_pickle)
     face_parser = FaceParser(parser.value, device=dev, trust_pickle=OPTIONS.trust_pickle)
     faces = face_aligner.detect(picture)
     observation = face_parser.parse(select_face(faces, face_index, photo.name, face_aligner.backend))
