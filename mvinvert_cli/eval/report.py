@@ -45,7 +45,7 @@ def csv_columns() -> list[str]:
     cols += [column("recon", m) for m in METRICS] + ["id_cos", "id_backend"]
     cols += ["holdout_yaw_deg", "holdout_pixels", "holdout_hidden_vertices", "mirror_found"]
     cols += [column("holdout", m, method) for method in (*HOLDOUT_METHODS, CEILING) for m in METRICS]
-    cols += ["full_is", "seconds", "notes"]
+    cols += ["full_is", "recover_seconds", "seconds", "notes"]
     return cols
 
 

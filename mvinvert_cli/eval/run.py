@@ -1,0 +1,96 @@
+"""The evaluation over a folder of photos: recover each (models loaded once), score, write the report.
+
+Outputs in ``out/`` (staged, moved into place only when complete): ``eval.csv`` (one row per photo,
+failures included with their one-line error), ``summary.json`` (the tables as data), ``index.html``,
+``report.png`` and ``cases/*.png`` (input / re-render / error map / hold-out panels of the best and
+worst photos). One bad photo never stops the run: its row says why.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ..batch import discover
+from ..errors import InputError, MvInvertError
+from ..io.atomic import atomic_dir, atomic_write_text
+from . import report
+from .holdout import DEFAULT_YAW
+from .photo import DEFAULT_MAX_YAW, EvalInputs, evaluate_photo
+
+MakeInputs = Callable[[Path], EvalInputs]
+
+
+def evaluate_folder(sources: Sequence[str], out: Path, make_inputs: MakeInputs, identity_net: Any = None,
+                    identity_note: str = "", yaw: float = DEFAULT_YAW, max_yaw: float = DEFAULT_MAX_YAW,
+                    cases: int = 2, force: bool = False,
+                    progress: Callable[[str], None] = lambda _: None) -> tuple[list[dict[str, Any]], report.Summary]:
+    """Evaluate every photo under ``sources`` (folders are searched recursively) and write ``out/``.
+
+    Args:
+        make_inputs: photo path → :class:`EvalInputs` (runs the recovery); typed errors mark the row failed.
+        identity_net: loaded identity backend or None (``identity_note`` then says why, in the summary).
+        yaw / max_yaw: hold-out turn and the near-frontal limit, degrees.
+        cases: how many best and worst photos the report shows.
+
+    Raises:
+        InputError: no photo found.
+        OutputError: ``out`` exists without ``force``, or is not writable.
+    """
+    items = discover(sources, out)
+    if not items:
+        raise InputError(f"no photos found in {', '.join(sources)}")
+    rows: list[dict[str, Any]] = []
+    panels: dict[int, dict] = {}
+    for index, item in enumerate(items):
+        start = time.perf_counter()
+        try:
+            inputs = make_inputs(item.source)
+            recovered = time.perf_counter()
+            row, panel = evaluate_photo(inputs, identity_net, yaw, max_yaw)
+            row["image"] = item.display
+            row["recover_seconds"] = round(recovered - start, 3)
+            panels[id(row)] = panel
+        except MvInvertError as exc:
+            row = {"image": item.display, "status": f"error: {exc}"}
+        row["seconds"] = round(time.perf_counter() - start, 3)
+        rows.append(row)
+        progress(f"[{index + 1}/{len(items)}] {item.display}: {_brief(row)}")
+    summary = report.summarise(rows)
+    if identity_net is None:
+        summary.id_backend = identity_note or "none"
+    chosen = [report.Case(label, row, panels[id(row)]) for label, row in report.pick_cases(rows, cases)]
+    with atomic_dir(out, overwrite=force) as staging:
+        report.write_csv(rows, staging / "eval.csv")
+        atomic_write_text(staging / "summary.json", json.dumps(summary_json(summary, yaw, max_yaw), indent=2))
+        report.write_report(staging, rows, summary, chosen)
+    return rows, summary
+
+
+def summary_json(summary: report.Summary, yaw: float, max_yaw: float) -> dict[str, Any]:
+    """The summary as JSON-ready data (NaN → None), with the settings that produced it."""
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and value != value:
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        return value
+
+    data = clean(asdict(summary))
+    data["settings"] = {"yaw_deg": yaw, "max_fitted_yaw_deg": max_yaw, "baseline": report.BASELINE}
+    data["methods"] = report.METHOD_HELP
+    return data
+
+
+def _brief(row: dict[str, Any]) -> str:
+    if row.get("status") != "ok":
+        return str(row.get("status"))
+    text = f"recon PSNR {row.get('recon_psnr', float('nan')):.2f}"
+    if row.get("holdout_pixels"):
+        text += (f", hold-out PSNR full {row.get('holdout_full_psnr', float('nan')):.2f}"
+                 f" / mirror {row.get('holdout_mirror_psnr', float('nan')):.2f}")
+    return text + f" ({row['seconds']:.1f} s)"
