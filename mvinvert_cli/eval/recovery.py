@@ -1,0 +1,81 @@
+"""Adapter from the pipeline's :class:`~mvinvert_cli.pipeline.Recovery` to :class:`EvalInputs`.
+
+The hold-out's "recover from the rest" re-runs the pipeline's texture stages with the hidden vertices'
+photo scores set to zero: T_coarse through :func:`~mvinvert_cli.texture.coarse.coarse_texture` with the
+Recoverer's Poisson solver, and, when the Recoverer has an inverter, the refine stage (render views of
+that T_coarse → invert → resample → stitch) through the Recoverer's own stage methods. Without an
+inverter (the embedded defaults) "full" is T_coarse, and the row says so (``full_is``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..align.observation import transform_points
+from ..io.images import load_image
+from ..morphable.camera import Camera
+from .photo import EvalInputs
+
+
+def inputs_from_recovery(recovery: Any, recoverer: Any, name: str) -> EvalInputs:
+    """Gather the tensors :func:`~mvinvert_cli.eval.photo.evaluate_photo` needs from one recovery."""
+    from ..morphable.model import mirror_vertex_ids
+    from ..texture.coarse import coarse_texture
+    from ..texture.sample import sample_vertices
+
+    device = recoverer.device
+    obs, fit, model = recovery.observation, recovery.fit, recoverer.model
+    camera = Camera()  # the 224² fitting crop
+    crop = obs.crop_tensor(device)[0]
+    faces = model.triangles
+    screen = camera.project(fit.world_vertices[None])
+    visible = sample_vertices(crop[None], screen, faces).visible[0]
+    if obs.crop_face_mask is not None:
+        face_mask = torch.from_numpy(np.ascontiguousarray(obs.crop_face_mask)).to(device)
+    else:
+        face_mask = torch.ones(crop.shape[-2:], dtype=torch.bool, device=device)
+    mirror_ids = model.mirror_ids
+    if mirror_ids is None:
+        mirror_ids = torch.from_numpy(mirror_vertex_ids(model.mean_shape.detach().cpu().numpy())).to(device)
+    points5 = torch.from_numpy(transform_points(obs.crop_matrix, obs.points5)).to(device)
+
+    def refill(hidden: torch.Tensor) -> dict[str, Any]:
+        keep = (~hidden).to(recovery.coarse_scores.dtype)
+        t_coarse = coarse_texture(recoverer.solver, recovery.t_uv, recovery.coarse_scores * keep,
+                                  recovery.t_pca).colors.clamp(0, 1)
+        if recoverer.inverter is None:
+            return {"coarse": t_coarse, "full": t_coarse, "full_is": f"coarse ({recoverer.refine_note})"}
+        return {"coarse": t_coarse, "full": _refine(recoverer, recovery, t_coarse, recovery.photo_scores * keep),
+                "full_is": "refined"}
+
+    return EvalInputs(
+        name=name, crop=crop, face_mask=face_mask, points5=points5, verts_model=fit.vertices, faces=faces,
+        angles=fit.angles, translation=fit.translation, camera=camera, t_uv=recovery.t_uv, visible=visible,
+        photo_scores=recovery.coarse_scores, t_pca=recovery.t_pca, mirror_ids=mirror_ids.to(device),
+        final=recovery.colors, refill=refill, notes=tuple(recovery.degraded),
+    )
+
+
+def _refine(recoverer: Any, recovery: Any, t_coarse: torch.Tensor, photo_scores: torch.Tensor) -> torch.Tensor:
+    """T_refine from a hold-out T_coarse: the refine stage of ``Recoverer.recover`` on other inputs."""
+    from ..texture.stitch import stitch
+
+    fit, views = recovery.fit, recovery.views
+    screen, renders, frags, world, normals = recoverer._render_views(fit, t_coarse, views)
+    inverted = recoverer.inverter.invert(renders, screen[:, recoverer.model.landmark_ids, :2]).images.clamp(0, 1)
+    view_colors, view_scores = recoverer._resample_views(inverted, screen, frags, world, normals)
+    return stitch(recoverer.solver, recovery.t_uv, photo_scores, view_colors, view_scores,
+                  fallback=t_coarse).colors.clamp(0, 1)
+
+
+def recoverer_inputs(recoverer: Any) -> Any:
+    """photo path → EvalInputs, recovering with ``recoverer`` (models loaded once)."""
+
+    def make(path: Path) -> EvalInputs:
+        return inputs_from_recovery(recoverer.recover(load_image(path)), recoverer, path.name)
+
+    return make
