@@ -1,9 +1,10 @@
 """Per-vertex colours → S×S UV texture, with seam-safe padding.
 
 The UV layout is rasterised once per topology and size (u right, v up: texel column u·S, row
-(1 − v)·S); each texel inside a UV island interpolates its triangle's vertex colours. Texels outside
-the islands take the colour of the nearest island texel (a full Euclidean dilation), so bilinear
-filtering and every mipmap level only ever average island colours: no dark seams in viewers.
+(1 − v)·S) into a :class:`UVLayout`; each texel inside a UV island interpolates its triangle's
+vertex colours. Texels outside the islands take the colour of the nearest island texel (a full
+Euclidean dilation, precomputed as an index map), so bilinear filtering and every mipmap level only
+ever average island colours: no dark seams in viewers.
 """
 
 from __future__ import annotations
@@ -19,20 +20,49 @@ DEFAULT_TEXTURE_SIZE = 1024
 
 
 @dataclass(frozen=True)
+class UVLayout:
+    """The rasterised UV layout of one topology at one size.
+
+    Attributes:
+        fragments: rasterisation of the UV triangles, batch 1, (1, S, S, 1) layout.
+        mask: (S, S) bool, texel centres inside a UV triangle (the completeness check's domain).
+        nearest: (S, S) long flat index (row·S + col) of the nearest texel inside ``mask`` (itself
+            inside; all zeros when ``mask`` is empty).
+    """
+
+    fragments: Fragments
+    mask: torch.Tensor
+    nearest: torch.Tensor
+
+    @property
+    def size(self) -> int:
+        return int(self.mask.shape[-1])
+
+
+@dataclass(frozen=True)
 class Baked:
     """A UV texture.
 
     Attributes:
         texture: (S, S, C) float, row 0 at the top (v = 1), padded past the islands.
-        mask: (S, S) bool, texel centres inside a UV triangle (the completeness check's domain).
+        mask: (S, S) bool, texels inside the UV islands.
     """
 
     texture: torch.Tensor
     mask: torch.Tensor
 
 
-def uv_fragments(uvs: torch.Tensor, faces: torch.Tensor, size: int = DEFAULT_TEXTURE_SIZE) -> Fragments:
-    """Rasterisation of the UV layout at S×S (batch 1; reuse it for every bake of the topology).
+def nearest_inside(mask: torch.Tensor) -> torch.Tensor:
+    """(H, W) long flat index of the nearest True texel of ``mask`` (Euclidean; identity inside)."""
+    height, width = mask.shape
+    if not bool(mask.any()):
+        return torch.zeros((height, width), dtype=torch.long, device=mask.device)
+    _, (rows, cols) = ndimage.distance_transform_edt(~mask.cpu().numpy(), return_indices=True)
+    return torch.from_numpy(rows * width + cols).long().to(mask.device)
+
+
+def uv_layout(uvs: torch.Tensor, faces: torch.Tensor, size: int = DEFAULT_TEXTURE_SIZE) -> UVLayout:
+    """Rasterise the UV layout at S×S (once per topology and size).
 
     Args:
         uvs: (V, 2) per-vertex UVs in [0, 1], v up.
@@ -40,44 +70,39 @@ def uv_fragments(uvs: torch.Tensor, faces: torch.Tensor, size: int = DEFAULT_TEX
         size: S.
     """
     screen = torch.stack([uvs[:, 0] * size, (1.0 - uvs[:, 1]) * size, torch.ones_like(uvs[:, 0])], dim=-1)
-    return rasterize(screen[None], faces, (size, size))
+    fragments = rasterize(screen[None], faces, (size, size))
+    mask = fragments.mask[0]
+    return UVLayout(fragments, mask, nearest_inside(mask))
 
 
-def pad_islands(texture: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Fill every texel outside ``mask`` with the value of the nearest texel inside it.
+def pad_islands(texture: torch.Tensor, nearest: torch.Tensor) -> torch.Tensor:
+    """Give every texel the value of its nearest island texel (seam-safe padding).
 
     Args:
-        texture: (S, S, C) (or (H, W, C)).
-        mask: (S, S) bool; when empty, the texture is returned unchanged.
+        texture: (..., H, W, C).
+        nearest: (H, W) long flat indices from :func:`nearest_inside`.
 
     Returns:
-        (S, S, C) on ``texture``'s device, differentiable w.r.t. ``texture``.
+        (..., H, W, C), differentiable w.r.t. ``texture``.
     """
-    if not bool(mask.any()) or bool(mask.all()):
-        return texture
-    _, nearest = ndimage.distance_transform_edt(~mask.cpu().numpy(), return_indices=True)
-    rows = torch.from_numpy(nearest[0]).to(texture.device)
-    cols = torch.from_numpy(nearest[1]).to(texture.device)
-    return texture[rows, cols]
+    height, width, channels = texture.shape[-3:]
+    flat = texture.reshape(*texture.shape[:-3], height * width, channels)
+    return flat[..., nearest.reshape(-1), :].reshape(texture.shape)
 
 
-def bake(colors: torch.Tensor, uvs: torch.Tensor, faces: torch.Tensor, size: int = DEFAULT_TEXTURE_SIZE,
-         fragments: Fragments | None = None) -> Baked:
+def bake(colors: torch.Tensor, faces: torch.Tensor, layout: UVLayout) -> Baked:
     """Bake per-vertex colours into a seam-padded UV texture.
 
     Args:
         colors: (V, C) per-vertex colours (T_coarse / T_refine); non-finite values bake as 0.
-        uvs: (V, 2) in [0, 1], v up.
-        faces: (F, 3) long.
-        size: S (ignored when ``fragments`` is given).
-        fragments: :func:`uv_fragments` of this layout, to skip re-rasterising.
+        faces: (F, 3) long, the faces the layout was rasterised with.
+        layout: :func:`uv_layout` of the topology.
 
     Returns:
         :class:`Baked` on ``colors``' device.
     """
-    if fragments is None:
-        fragments = uv_fragments(uvs.to(colors.device, colors.dtype), faces, size)
     colors = torch.nan_to_num(colors, nan=0.0, posinf=0.0, neginf=0.0)
-    texture = interpolate(fragments, faces, colors[None])[0]  # (S, S, C)
-    mask = fragments.mask[0]
-    return Baked(pad_islands(texture, mask), mask)
+    texture = interpolate(layout.fragments, faces, colors[None])[0]  # (S, S, C)
+    if not bool(layout.mask.any()):
+        return Baked(texture, layout.mask)
+    return Baked(pad_islands(texture, layout.nearest.to(texture.device)), layout.mask)

@@ -38,7 +38,7 @@ def coarse_texture(solver: PoissonSolver, t_uv: torch.Tensor, photo_scores: torc
     colors, scores, n_bad = sanitize(colors, scores)
     notes = [f"{n_bad} non-finite colour samples ignored"] if n_bad else []
 
-    confidence = triangle_confidence(scores, solver.faces.to(colors.device))  # (2, F)
+    confidence = triangle_confidence(scores, solver.faces_on(colors.device))  # (2, F)
     seen = confidence[PHOTO] > 0
     selection = torch.where(seen, PHOTO, torch.where(confidence[PCA] > 0, PCA, NO_VIEW))
     anchor_weights = (scores[PHOTO] > 0).to(colors.dtype)

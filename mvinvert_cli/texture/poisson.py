@@ -44,20 +44,19 @@ PCG_RTOL = 1e-7  # default relative residual at which the per-image CG stops (co
 PCG_MAXITER = 100  # beyond this the solver refactorises the per-image matrix directly
 
 
-def gradient_operator(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Per-triangle gradient of a piecewise-linear vertex function (MvInvert Eq. 6's G).
+def basis_gradients(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Constant gradients of the three hat functions of every triangle (the entries of Eq. 6's G).
 
     For triangle t = (i, j, k) with unit normal n and doubled area 2A, the hat function of vertex i
-    has the constant gradient ∇φ_i = n × (x_k − x_j) / 2A (the opposite edge turned inward), so
-    (G c)_t = Σ_i c_i ∇φ_i. Degenerate (zero-area or non-finite) triangles get zero rows.
+    has the gradient ∇φ_i = n × (x_k − x_j) / 2A (the opposite edge turned inward). Degenerate
+    (zero-area or non-finite) triangles get zeros.
 
     Args:
         verts: (V, 3) float vertex positions (any frame; units set the scale of G, 1/length).
         faces: (F, 3) long vertex indices.
 
     Returns:
-        Sparse COO tensor (3F, V), dtype and device of ``verts``; row 3t + d is the d-th (x, y, z)
-        component of triangle t's gradient.
+        (F, 3 corners, 3 xyz), dtype and device of ``verts``.
     """
     faces = faces.long()
     x = verts[faces]  # (F, 3 corners, 3 xyz)
@@ -70,9 +69,37 @@ def gradient_operator(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     unit_normal = normal / safe[:, None]
     opposite = x[:, [2, 0, 1]] - x[:, [1, 2, 0]]  # (F, 3 corners, 3): x_k − x_j for corner i
     grad_phi = torch.linalg.cross(unit_normal[:, None].expand_as(opposite), opposite, dim=2)
-    grad_phi = grad_phi / safe[:, None, None]  # (F, 3 corners, 3 xyz)
-    grad_phi = torch.where(good[:, None, None], grad_phi, torch.zeros_like(grad_phi))
+    grad_phi = grad_phi / safe[:, None, None]
+    return torch.where(good[:, None, None], grad_phi, torch.zeros_like(grad_phi))
 
+
+def apply_gradient(basis: torch.Tensor, faces: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """G c without a sparse matrix: per-triangle gradients of per-vertex values.
+
+    Args:
+        basis: (F, 3, 3) from :func:`basis_gradients`.
+        faces: (F, 3) long.
+        values: (V, C).
+
+    Returns:
+        (3F, C), row 3t + d = d-th component of triangle t's gradient (the rows of G).
+    """
+    return torch.einsum("fkd,fkc->fdc", basis, values[faces]).reshape(-1, values.shape[-1])
+
+
+def gradient_operator(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Eq. 6's G as a sparse matrix: (G c)_t = Σ_i c_i ∇φ_i (see :func:`basis_gradients`).
+
+    Args:
+        verts: (V, 3) float vertex positions.
+        faces: (F, 3) long vertex indices.
+
+    Returns:
+        Sparse COO tensor (3F, V), dtype and device of ``verts``; row 3t + d is the d-th (x, y, z)
+        component of triangle t's gradient; zero rows for degenerate triangles.
+    """
+    faces = faces.long()
+    grad_phi = basis_gradients(verts, faces)  # (F, 3 corners, 3 xyz)
     n_faces = faces.shape[0]
     rows = (3 * torch.arange(n_faces, device=verts.device)[:, None, None]
             + torch.arange(3, device=verts.device)[None, None, :])  # (F, 1, 3 xyz)
@@ -123,7 +150,7 @@ class PoissonSolver:
             ~1e-13 so finite differences see an exact solve).
 
     Attributes:
-        G: SciPy CSR (3F, V) float64 gradient operator; ``G_torch`` the same as a torch COO tensor.
+        G: SciPy CSR (3F, V) float64 gradient operator (its entries: :meth:`basis`).
         factor_seconds: time spent building G and factorising GᵀG + λ²I.
         components: (V,) int component label of each vertex in the graph of GᵀG.
     """
@@ -137,9 +164,10 @@ class PoissonSolver:
         self.rtol = float(rtol)
         self.n_verts = int(verts.shape[0])
         self.faces = faces.detach().long().cpu()
-        self.G_torch = gradient_operator(verts.detach().double().cpu(), self.faces)
-        self.G = to_scipy(self.G_torch)
-        self._operators: dict[tuple[str, torch.dtype], torch.Tensor] = {}
+        reference = verts.detach().double().cpu()
+        self._basis = {("cpu", torch.float64): basis_gradients(reference, self.faces)}  # (F, 3, 3)
+        self._faces = {"cpu": self.faces}
+        self.G = to_scipy(gradient_operator(reference, self.faces))
         self.Gt = self.G.T.tocsr()
         self.GtG = (self.Gt @ self.G).tocsr()
         eye = sp.identity(self.n_verts, format="csr")
@@ -153,12 +181,19 @@ class PoissonSolver:
         return (f"PoissonSolver(V={self.n_verts}, F={self.faces.shape[0]}, lam={self.lam}, "
                 f"backend={self.backend!r}, factor_seconds={self.factor_seconds:.3f})")
 
-    def operator(self, device: torch.device | str, dtype: torch.dtype) -> torch.Tensor:
-        """G as a torch sparse tensor on ``device`` in ``dtype`` (cached per device/dtype)."""
+    def basis(self, device: torch.device | str, dtype: torch.dtype) -> torch.Tensor:
+        """(F, 3, 3) hat-function gradients on ``device`` in ``dtype`` (cached)."""
         key = (str(torch.device(device)), dtype)
-        if key not in self._operators:
-            self._operators[key] = self.G_torch.to(device=device, dtype=dtype)
-        return self._operators[key]
+        if key not in self._basis:
+            self._basis[key] = self._basis[("cpu", torch.float64)].to(device=device, dtype=dtype)
+        return self._basis[key]
+
+    def faces_on(self, device: torch.device | str) -> torch.Tensor:
+        """(F, 3) long faces on ``device`` (cached)."""
+        key = str(torch.device(device))
+        if key not in self._faces:
+            self._faces[key] = self.faces.to(device)
+        return self._faces[key]
 
     def floating(self, anchor_weights: np.ndarray) -> np.ndarray:
         """(V,) bool: vertices whose component has no vertex with a positive anchor weight."""
@@ -313,7 +348,7 @@ class _ScreenedPoissonSolve(torch.autograd.Function):
         free = (~floating).to(grad_out.dtype)[:, None]
         grad_targets = grad_w = grad_a = grad_fallback = None
         if ctx.needs_input_grad[0]:
-            grad_targets = torch.sparse.mm(solver.operator(u.device, u.dtype), u)
+            grad_targets = apply_gradient(solver.basis(u.device, u.dtype), solver.faces_on(u.device), u)
         weights = torch.from_numpy(ctx.weights).to(device=u.device, dtype=u.dtype)[:, None]
         if ctx.needs_input_grad[1]:
             grad_w = lam2 * ((anchor_colors - out) * u * free).sum(dim=1)

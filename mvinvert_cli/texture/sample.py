@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..render.rasterize import Fragments, interpolate, rasterize
+from .bake import UVLayout
 from .visibility import silhouette_distance
 
 DEPTH_TOLERANCE = 0.02  # model units (≈ 2 px of surface at depth 10 and 224 px): z-buffer slack
@@ -122,7 +123,7 @@ def sample_vertices(image: torch.Tensor, verts_screen: torch.Tensor, faces: torc
 
 
 def sample_uv_texture(image: torch.Tensor, verts_screen: torch.Tensor, faces: torch.Tensor,
-                      uv_fragments: Fragments, vertex_weights: torch.Tensor | None = None
+                      layout: UVLayout, vertex_weights: torch.Tensor | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor]:
     """T_uv per texel: each texel inside the UV islands sampled from the image at its screen position.
 
@@ -130,16 +131,15 @@ def sample_uv_texture(image: torch.Tensor, verts_screen: torch.Tensor, faces: to
         image: (N, C, H, W).
         verts_screen: (N, V, 3) projected vertices.
         faces: (F, 3) long.
-        uv_fragments: rasterisation of the UV layout (``texture.bake.uv_fragments``), batch 1 or N.
+        layout: the rasterised UV layout (``texture.bake.uv_layout``).
         vertex_weights: (N, V) per-vertex visibility scores to interpolate per texel (None: all 1).
 
     Returns:
         texture (N, S, S, C) (0 outside the islands) and per-texel weight (N, S, S) (0 outside).
     """
     n_mesh = verts_screen.shape[0]
-    if uv_fragments.pix_to_face.shape[0] != n_mesh:
-        uv_fragments = Fragments(*(t.expand(n_mesh, *t.shape[1:]) for t in
-                                   (uv_fragments.pix_to_face, uv_fragments.bary_coords, uv_fragments.zbuf)))
+    uv_fragments = Fragments(*(t.expand(n_mesh, *t.shape[1:]) for t in (
+        layout.fragments.pix_to_face, layout.fragments.bary_coords, layout.fragments.zbuf)))
     if vertex_weights is None:
         vertex_weights = verts_screen.new_ones(verts_screen.shape[:2])
     attributes = torch.cat([verts_screen[..., :2], vertex_weights[..., None].to(verts_screen)], dim=-1)

@@ -53,30 +53,28 @@ def sanitize(colors: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, 
     return colors, scores, int(bad.sum())
 
 
-def gradient_targets(operator: torch.Tensor, colors: torch.Tensor, selection: torch.Tensor) -> torch.Tensor:
-    """Eq. 6's b: each triangle's gradient rows taken from its selected view (zero for no view).
+def gradient_targets(basis: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor,
+                     selection: torch.Tensor) -> torch.Tensor:
+    """Eq. 6's b: each triangle's gradient taken from its selected view (zero for no view).
 
     Args:
-        operator: (3F, V) sparse G.
+        basis: (F, 3, 3) hat-function gradients (``PoissonSolver.basis``).
+        faces: (F, 3) long.
         colors: (N, V, C) per-view vertex colours.
         selection: (F,) long in [−1, N).
 
     Returns:
         (3F, C), differentiable w.r.t. ``colors``.
     """
-    n_views, n_verts, channels = colors.shape
-    n_faces = selection.shape[0]
-    stacked = colors.permute(1, 0, 2).reshape(n_verts, n_views * channels)
-    grads = torch.sparse.mm(operator, stacked).reshape(n_faces, 3, n_views, channels)
-    index = selection.clamp_min(0).view(n_faces, 1, 1, 1).expand(n_faces, 3, 1, channels)
-    chosen = grads.gather(2, index).squeeze(2)  # (F, 3, C)
-    chosen = torch.where((selection != NO_VIEW).view(n_faces, 1, 1), chosen, torch.zeros_like(chosen))
-    return chosen.reshape(3 * n_faces, channels)
+    corners = colors[selection.clamp_min(0)[:, None], faces]  # (F, 3 corners, C)
+    grads = torch.einsum("fkd,fkc->fdc", basis, corners)  # (F, 3 xyz, C)
+    grads = torch.where((selection != NO_VIEW)[:, None, None], grads, torch.zeros_like(grads))
+    return grads.reshape(-1, colors.shape[-1])
 
 
 def poisson_blend(solver: PoissonSolver, colors: torch.Tensor, selection: torch.Tensor,
                   anchor_weights: torch.Tensor, anchor_colors: torch.Tensor,
-                  fallback: torch.Tensor) -> tuple[torch.Tensor, SolveInfo]:
+                  fallback: torch.Tensor | None) -> tuple[torch.Tensor, SolveInfo]:
     """Eq. 6 with the gradients of the selected views (differentiable in every tensor argument).
 
     Args:
@@ -85,13 +83,13 @@ def poisson_blend(solver: PoissonSolver, colors: torch.Tensor, selection: torch.
         selection: (F,) long per-triangle view, −1 for none.
         anchor_weights: (V,) w ≥ 0.
         anchor_colors: (V, C).
-        fallback: (V, C) colours pinning components with no anchored vertex.
+        fallback: (V, C) colours pinning components with no anchored vertex (needed only if any).
 
     Returns:
         (V, C) colours and the solve info.
     """
-    operator = solver.operator(colors.device, colors.dtype)
-    targets = gradient_targets(operator, colors, selection)  # Eq. 5 → b
+    basis = solver.basis(colors.device, colors.dtype)
+    targets = gradient_targets(basis, solver.faces_on(colors.device), colors, selection)  # Eq. 5 → b
     return screened_poisson(solver, targets, anchor_weights, anchor_colors, fallback)  # Eq. 6
 
 
@@ -139,19 +137,19 @@ def stitch(solver: PoissonSolver, photo_colors: torch.Tensor, photo_scores: torc
     colors, scores, n_bad = sanitize(colors, scores)
     notes = [f"{n_bad} non-finite colour samples ignored"] if n_bad else []
 
-    faces = solver.faces.to(colors.device)
+    faces = solver.faces_on(colors.device)
     selection = select_views(triangle_confidence(scores, faces))  # Eq. 5
     n_none = int((selection == NO_VIEW).sum())
     if n_none:
         notes.append(f"{n_none} of {selection.numel()} triangles seen by no view (zero gradient)")
 
-    if fallback is None:
+    anchor_weights = (scores[0] > 0).to(colors.dtype)  # Eq. 6: photo-visible vertices
+    if fallback is not None:
+        fallback = torch.nan_to_num(fallback.to(colors), nan=NEUTRAL_FILL, posinf=NEUTRAL_FILL, neginf=NEUTRAL_FILL)
+    elif solver.floating(anchor_weights.detach().cpu().numpy()).any():
         fallback, n_unseen = best_view_colors(colors, scores)
         if n_unseen:
             notes.append(f"{n_unseen} vertices seen by no view (mean colour fill where unanchored)")
-    else:
-        fallback = torch.nan_to_num(fallback.to(colors), nan=NEUTRAL_FILL)
-    anchor_weights = (scores[0] > 0).to(colors.dtype)  # Eq. 6: photo-visible vertices
     result, info = poisson_blend(solver, colors, selection, anchor_weights, colors[0], fallback)
     if info.floating:
         notes.append(f"{info.floating} vertices in mesh parts the photo does not anchor (pinned to fallback)")

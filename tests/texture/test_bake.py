@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mvinvert_cli.texture.bake import bake, pad_islands, uv_fragments
+from mvinvert_cli.texture.bake import bake, nearest_inside, pad_islands, uv_layout
 
 from .conftest import grid_mesh
 
@@ -21,7 +21,7 @@ def _two_islands():
 def test_linear_colours_bake_exactly():
     uvs, faces, _ = _two_islands()
     colors = torch.stack([uvs[:, 0], uvs[:, 1], 1 - uvs[:, 0]], -1)
-    baked = bake(colors, uvs, faces, size=64)
+    baked = bake(colors, faces, uv_layout(uvs, faces, 64))
     assert baked.texture.shape == (64, 64, 3) and baked.mask.dtype == torch.bool
     rows, cols = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
     u, v = (cols + 0.5) / 64, 1 - (rows + 0.5) / 64
@@ -33,7 +33,7 @@ def test_linear_colours_bake_exactly():
 def test_padding_leaves_no_dark_seams_at_any_mip_level():
     uvs, faces, n = _two_islands()
     colors = torch.cat([torch.full((n, 3), 0.8), torch.full((n, 3), 0.3)])
-    baked = bake(colors, uvs, faces, size=64)
+    baked = bake(colors, faces, uv_layout(uvs, faces, 64))
     level = baked.texture.permute(2, 0, 1)[None]
     while level.shape[-1] > 1:
         # every texel, at every mip level, is a mix of the two island colours only
@@ -48,15 +48,15 @@ def test_pad_islands_uses_the_nearest_island_texel():
     mask = torch.zeros(5, 5, dtype=torch.bool)
     texture[1, 1], texture[3, 4] = 1.0, 2.0
     mask[1, 1] = mask[3, 4] = True
-    padded = pad_islands(texture, mask)[..., 0]
+    padded = pad_islands(texture, nearest_inside(mask))[..., 0]
     assert padded[0, 0] == 1 and padded[4, 4] == 2 and padded[1, 2] == 1
-    assert torch.equal(pad_islands(texture, torch.zeros_like(mask)), texture)
+    assert (nearest_inside(torch.zeros_like(mask)) == 0).all()
 
 
 def test_reused_fragments_and_nan_colours():
     uvs, faces, n = _two_islands()
-    fragments = uv_fragments(uvs, faces, 32)
+    layout = uv_layout(uvs, faces, 32)
     colors = torch.rand(2 * n, 3)
     colors[3] = float("nan")
-    baked = bake(colors, uvs, faces, fragments=fragments)
+    baked = bake(colors, faces, layout)
     assert baked.texture.shape == (32, 32, 3) and torch.isfinite(baked.texture).all()

@@ -8,6 +8,8 @@ import torch
 
 from mvinvert_cli.texture.poisson import (
     PoissonSolver,
+    apply_gradient,
+    basis_gradients,
     gradient_operator,
     screened_poisson,
     screened_poisson_reference,
@@ -123,3 +125,10 @@ def test_gradcheck_fallback_of_floating_part():
         return screened_poisson(solver, t, weights, anchors, f)[0]
 
     assert torch.autograd.gradcheck(fn, (targets, fallback), eps=1e-6, atol=1e-6)
+
+
+def test_apply_gradient_matches_the_sparse_operator(mesh):
+    verts, faces = mesh
+    values = smooth_field(verts)
+    dense = apply_gradient(basis_gradients(verts, faces), faces, values)
+    torch.testing.assert_close(dense, torch.sparse.mm(gradient_operator(verts, faces), values))

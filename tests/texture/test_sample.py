@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from mvinvert_cli.morphable.camera import Camera
-from mvinvert_cli.texture.bake import uv_fragments
+from mvinvert_cli.texture.bake import uv_layout
 from mvinvert_cli.texture.sample import sample_image, sample_uv_texture, sample_vertices, zbuffer_visibility
 
 from .conftest import grid_mesh
@@ -69,12 +69,12 @@ def test_uv_texture_of_a_fronto_parallel_plane_is_exact():
     uvs = (verts[:, :2].float() + 1) / 2
     screen = _projected(verts)
     size = 64
-    fragments = uv_fragments(uvs, faces, size)
-    texture, weight = sample_uv_texture(_ramp(), screen, faces, fragments)
+    layout = uv_layout(uvs, faces, size)
+    texture, weight = sample_uv_texture(_ramp(), screen, faces, layout)
     assert texture.shape == (1, size, size, 2) and weight.shape == (1, size, size)
     cols = (torch.arange(size) + 0.5) / size  # u at texel centres
     expected_x = Camera().project(torch.stack([(2 * cols - 1) * 0.8, cols * 0, cols * 0], -1))[:, 0]
-    inside = fragments.mask[0]
+    inside = layout.mask
     assert inside.float().mean() > 0.9
     diff = (texture[0, ..., 0] - expected_x[None, :]).abs()[inside]
     assert diff.max() < 1e-3

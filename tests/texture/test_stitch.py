@@ -34,7 +34,7 @@ def test_gradient_targets_follow_the_selection():
     verts, faces, solver, field = _setup(5)
     colors = torch.stack([field, 2 * field, -field])
     selection = torch.randint(-1, 3, (faces.shape[0],), generator=torch.Generator().manual_seed(0))
-    targets = gradient_targets(solver.operator("cpu", field.dtype), colors, selection).reshape(-1, 3, 3)
+    targets = gradient_targets(solver.basis("cpu", field.dtype), faces, colors, selection).reshape(-1, 3, 3)
     G = gradient_operator(verts, faces).to_dense()
     for t in range(faces.shape[0]):
         expected = torch.zeros(3, 3, dtype=field.dtype) if selection[t] < 0 else \
