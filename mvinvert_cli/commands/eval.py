@@ -45,10 +45,11 @@ def command(
     from ..config import Settings
     from ..eval.recovery import recoverer_inputs
     from ..eval.report import print_summary
-    from ..eval.run import evaluate_folder, summary_json
+    from ..eval.run import check_paths, evaluate_folder, summary_json
     from ..identity import IdentityNet, unavailable_reason
     from ..pipeline import Recoverer
 
+    check_paths([str(p) for p in photos], out, force)  # fail fast, before loading any model
     settings = Settings(device=device_name(device), refine=not no_refine, texture_size=256)
     settings.extra["trust_pickle"] = OPTIONS.trust_pickle
     recoverer = Recoverer(settings)

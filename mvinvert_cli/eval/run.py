@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..batch import discover
-from ..errors import InputError, MvInvertError
+from ..errors import InputError, MvInvertError, OutputError
 from ..io.atomic import atomic_dir, atomic_write_text
 from . import report
 from .holdout import DEFAULT_YAW
@@ -41,9 +41,7 @@ def evaluate_folder(sources: Sequence[str], out: Path, make_inputs: MakeInputs, 
         InputError: no photo found.
         OutputError: ``out`` exists without ``force``, or is not writable.
     """
-    items = discover(sources, out)
-    if not items:
-        raise InputError(f"no photos found in {', '.join(sources)}")
+    items = check_paths(sources, out, force)
     rows: list[dict[str, Any]] = []
     panels: dict[int, dict] = {}
     for index, item in enumerate(items):
@@ -69,6 +67,22 @@ def evaluate_folder(sources: Sequence[str], out: Path, make_inputs: MakeInputs, 
         atomic_write_text(staging / "summary.json", json.dumps(summary_json(summary, yaw, max_yaw), indent=2))
         report.write_report(staging, rows, summary, chosen)
     return rows, summary
+
+
+def check_paths(sources: Sequence[str], out: Path, force: bool) -> list[Any]:
+    """The photos under ``sources`` (batch items), checked before any model is loaded.
+
+    Raises:
+        UsageError: a source does not exist. InputError: no photo found.
+        OutputError: ``out`` exists (without ``force``) or is a file.
+    """
+    if out.exists() and (not out.is_dir() or not force):
+        raise OutputError(f"output {out} already exists (use --force to overwrite)" if out.is_dir()
+                          else f"output {out} exists and is not a folder")
+    items = discover(sources, out)
+    if not items:
+        raise InputError(f"no photos found in {', '.join(sources)}")
+    return items
 
 
 def summary_json(summary: report.Summary, yaw: float, max_yaw: float) -> dict[str, Any]:
