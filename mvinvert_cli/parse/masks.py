@@ -1,7 +1,8 @@
 """Face-region masks: BiSeNet class sets, and the embedded polygon + skin-colour parser.
 
-The polygon parser (embedded default) needs the 478 MediaPipe points: it fills the face oval and
-the feature polygons (brows, eyes, nose, lips) from them, fits a Gaussian skin-colour model in
+The polygon parser (embedded default) works from the 478 MediaPipe points, or from the 68 iBUG
+landmarks of the FAN aligner: it fills the face oval and the feature polygons (brows, eyes, nose,
+lips) from them, fits a Gaussian skin-colour model in
 CIE Lab to patches that are almost always bare skin (cheeks, nose, chin), and removes oval pixels
 whose colour is unlike skin (beard, a hand, a hair fringe) unless they lie in a feature polygon.
 Its face mask matches BiSeNet's face classes {1,2,3,4,5,10,12,13}: no mouth interior, no ears,
@@ -106,22 +107,63 @@ def skin_distance(lab: np.ndarray, mean: np.ndarray, inv_cov: np.ndarray) -> np.
     return np.sqrt(np.maximum(d2, 0.0)).reshape(lab.shape[:2])
 
 
-def polygon_face_masks(rgb: np.ndarray, dense: np.ndarray) -> dict[str, np.ndarray]:
-    """The embedded parser: face mask and extra masks from the photo and 478 dense points.
+Layout = tuple[dict[str, np.ndarray], np.ndarray, float, np.ndarray]
+
+
+def _dense_layout(local: np.ndarray, shape: tuple[int, int]) -> Layout:
+    """Regions, skin sample centres (K, 2), eye distance and nose tip from 478 MediaPipe points."""
+    parts = feature_polygons(local, shape)
+    return parts, local[list(SKIN_SAMPLES)], float(np.linalg.norm(local[33] - local[263])), local[4]
+
+
+def _ibug_layout(local: np.ndarray, shape: tuple[int, int]) -> Layout:
+    """The same regions from 68 iBUG points: oval = hull with the brows lifted to the forehead,
+    brows drawn as thick lines, cheeks sampled between the lower eyelids and the mouth corners."""
+    eye_dist = float(np.linalg.norm(local[36] - local[45]))
+    lift = 0.33 * (local[8, 1] - local[17:27, 1].mean())
+    forehead = local[17:27] - np.array([0.0, lift], dtype=np.float32)
+    brows = np.zeros(shape, dtype=np.uint8)
+    thickness = max(1, round(0.08 * eye_dist))
+    for line in (local[17:22], local[22:27]):
+        cv2.polylines(brows, [np.round(line - 0.5).astype(np.int32)], False, 1, thickness)
+    mouth = fill_polygon(local[60:68], shape)
+    parts = {
+        "oval": fill_hull(np.concatenate([local, forehead]), shape),
+        "brows": brows.astype(bool),
+        "eyes": fill_polygon(local[36:42], shape) | fill_polygon(local[42:48], shape),
+        "nose": fill_hull(local[27:36], shape),
+        "lips": fill_polygon(local[48:60], shape) & ~mouth,
+        "mouth": mouth,
+    }
+    samples = np.stack([
+        (local[40] + local[48] + local[2]) / 3, (local[47] + local[54] + local[14]) / 3,  # cheeks
+        local[28], (local[8] + local[57]) / 2,  # nose bridge, chin
+    ])
+    return parts, samples, eye_dist, local[30]
+
+
+def polygon_face_masks(rgb: np.ndarray, points: np.ndarray) -> dict[str, np.ndarray]:
+    """The embedded parser: face mask and extra masks from the photo and landmark polygons.
 
     Args:
         rgb: float32 (H, W, 3) in [0, 1].
-        dense: (478, ≥2) MediaPipe points in photo pixels.
+        points: (478, ≥2) MediaPipe points or (68, ≥2) iBUG landmarks, in photo pixels.
 
     Returns:
         bool (H, W) masks: "face" (skin+brows+eyes+nose+lips, BiSeNet face classes), "skin",
         "brows", "eyes", "nose", "lips", "occluder" (non-skin colours inside the oval).
     """
     height, width = rgb.shape[:2]
-    xy = dense[:, :2]
+    xy = points[:, :2].astype(np.float32)
+    layout = _dense_layout if len(xy) >= 468 else _ibug_layout
+    if layout is _ibug_layout:  # the oval reaches above the brows: include the forehead in the box
+        lift = 0.33 * (xy[8, 1] - xy[17:27, 1].mean())
+        xy_box = np.concatenate([xy, xy[17:27] - np.array([0.0, lift], dtype=np.float32)])
+    else:
+        xy_box = xy
     # work inside the oval's bounding box (plus a margin) only
-    lo = np.floor(xy.min(axis=0)).astype(int) - 2
-    hi = np.ceil(xy.max(axis=0)).astype(int) + 2
+    lo = np.floor(xy_box.min(axis=0)).astype(int) - 2
+    hi = np.ceil(xy_box.max(axis=0)).astype(int) + 2
     x0, y0 = max(lo[0], 0), max(lo[1], 0)
     x1, y1 = min(hi[0], width), min(hi[1], height)
     full = {k: np.zeros((height, width), dtype=bool) for k in
@@ -129,22 +171,20 @@ def polygon_face_masks(rgb: np.ndarray, dense: np.ndarray) -> dict[str, np.ndarr
     if x1 - x0 < 2 or y1 - y0 < 2:
         return full
     roi = np.ascontiguousarray(rgb[y0:y1, x0:x1])
-    local = dense[:, :2] - np.array([x0, y0], dtype=np.float32)
+    local = xy - np.array([x0, y0], dtype=np.float32)
     scale = min(1.0, WORK_SIDE / max(x1 - x0, y1 - y0))
     if scale < 1.0:  # big faces: work at WORK_SIDE, upsample the masks at the end
         small = (max(2, round((x1 - x0) * scale)), max(2, round((y1 - y0) * scale)))
         roi = cv2.resize(roi, small, interpolation=cv2.INTER_AREA)
         local = local * np.array([small[0] / (x1 - x0), small[1] / (y1 - y0)], dtype=np.float32)
     shape = roi.shape[:2]
-    parts = feature_polygons(local, shape)
+    parts, centres, eye_dist, nose_tip = layout(local, shape)
     features = parts["brows"] | parts["eyes"] | parts["nose"] | parts["lips"]
 
-    # skin patches: disks of radius ~ 6% of the inter-ocular distance around sample points
-    eye_dist = float(np.linalg.norm(local[33] - local[263]))
+    # skin patches: disks of radius ~ 6% of the inter-ocular distance around the sample centres
     radius = max(2, round(0.06 * eye_dist))
     sample = np.zeros(shape, dtype=np.uint8)
-    for idx in SKIN_SAMPLES:
-        cx, cy = local[idx]
+    for cx, cy in centres:
         cv2.circle(sample, (int(cx), int(cy)), radius, 1, thickness=-1)
     sample = sample.astype(bool) & parts["oval"] & ~features
     lab = cv2.cvtColor(roi, cv2.COLOR_RGB2Lab)
@@ -158,7 +198,7 @@ def polygon_face_masks(rgb: np.ndarray, dense: np.ndarray) -> dict[str, np.ndarr
         skin_like = cv2.morphologyEx(skin_like, cv2.MORPH_CLOSE, kernel).astype(bool)
     skin = parts["oval"] & skin_like & ~features & ~parts["mouth"]
     face = (skin | features) & ~parts["mouth"]
-    face = _component_with(face, local[4])
+    face = _component_with(face, nose_tip)
     occluder = parts["oval"] & ~skin_like & ~features & ~parts["mouth"]
     for name, mask in (("face", face), ("skin", skin & face), ("brows", parts["brows"]), ("eyes", parts["eyes"]),
                        ("nose", parts["nose"]), ("lips", parts["lips"]), ("occluder", occluder)):

@@ -53,8 +53,8 @@ class FaceParser:
     def parse(self, observation: Observation) -> Observation:
         """A copy of ``observation`` with face_mask, crop_face_mask, masks and parser set.
 
-        The polygon backend needs dense points; for an observation without them (FAN aligner) it
-        uses the convex hull of the 68 landmarks as the face region, and says so in ``notes``.
+        The polygon backend uses the dense points when the aligner gave them (MediaPipe), else the
+        68 landmarks (FAN), with coarser polygons; ``notes`` says which.
         """
         rgb = observation.photo.rgb
         notes = list(observation.notes)
@@ -66,9 +66,8 @@ class FaceParser:
         elif observation.dense is not None:
             masks = polygon_face_masks(rgb, observation.dense)
         else:
-            hull = fill_hull(observation.landmarks, rgb.shape[:2])
-            masks = {"face": hull}
-            notes.append("polygon parser without dense points: face mask = hull of the 68 landmarks")
+            masks = polygon_face_masks(rgb, observation.landmarks)
+            notes.append("polygon parser on 68 landmarks (no dense points): coarser face polygons")
         face = masks.pop("face")
         return replace(observation, face_mask=face, crop_face_mask=warp_mask(face, observation.crop_matrix),
                        masks=masks, parser=self.backend, notes=tuple(notes))
