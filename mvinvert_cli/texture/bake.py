@@ -1,7 +1,7 @@
 """Per-vertex colours → S×S UV texture, with seam-safe padding.
 
-The UV layout is rasterised once per topology and size (u right, v up: texel column u·S, row
-(1 − v)·S) into a :class:`UVLayout`; each texel inside a UV island interpolates its triangle's
+The UV layout is rasterised once per topology and size by the renderer (``render.renderer.
+uv_fragments``: u right, v up, texel column u·S, row (1 − v)·S) into a :class:`UVLayout`; each texel inside a UV island interpolates its triangle's
 vertex colours. Texels outside the islands take the colour of the nearest island texel (a full
 Euclidean dilation, precomputed as an index map), so bilinear filtering and every mipmap level only
 ever average island colours: no dark seams in viewers.
@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 from scipy import ndimage
 
-from ..render.rasterize import Fragments, interpolate, rasterize
+from ..render.rasterize import Fragments, interpolate
+from ..render.renderer import uv_fragments
 
 DEFAULT_TEXTURE_SIZE = 1024
 
@@ -69,8 +70,7 @@ def uv_layout(uvs: torch.Tensor, faces: torch.Tensor, size: int = DEFAULT_TEXTUR
         faces: (F, 3) long.
         size: S.
     """
-    screen = torch.stack([uvs[:, 0] * size, (1.0 - uvs[:, 1]) * size, torch.ones_like(uvs[:, 0])], dim=-1)
-    fragments = rasterize(screen[None], faces, (size, size))
+    fragments = uv_fragments(uvs, faces, size)  # the renderer's UV-space rasterisation
     mask = fragments.mask[0]
     return UVLayout(fragments, mask, nearest_inside(mask))
 

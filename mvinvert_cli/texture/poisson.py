@@ -30,7 +30,7 @@ obviously correct dense least-squares version the tests compare against.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -327,10 +327,10 @@ class _ScreenedPoissonSolve(torch.autograd.Function):
     @staticmethod
     def forward(ctx, targets, anchor_weights, anchor_colors, fallback, solver: PoissonSolver, report: list):
         as_np = lambda t: t.detach().cpu().double().numpy()  # noqa: E731
-        solution, info = solver.solve(as_np(targets), as_np(anchor_weights), as_np(anchor_colors),
-                                      None if fallback is None else as_np(fallback))
-        weights, _, floating = solver.effective_anchors(as_np(anchor_weights), as_np(anchor_colors), None
-                                                        if fallback is None else as_np(fallback))
+        weights, colors, floating = solver.effective_anchors(
+            as_np(anchor_weights), as_np(anchor_colors), None if fallback is None else as_np(fallback))
+        solution, info = solver.solve(as_np(targets), weights, colors)
+        info = replace(info, floating=int(floating.sum()))
         out = torch.from_numpy(solution).to(device=targets.device, dtype=targets.dtype)
         ctx.solver, ctx.weights, ctx.floating = solver, weights, floating
         report.append(info)
