@@ -423,3 +423,25 @@ def settings_from_checkpoint(ckpt: Mapping[str, Any], **overrides: Any) -> Train
     if not isinstance(train, Mapping):
         raise WeightsError("checkpoint has no training settings (opts['train'])")
     return replace(TrainSettings.from_dict(train), **{k: v for k, v in overrides.items() if v is not None})
+
+
+def load_trained_encoder(path: str | os.PathLike, device: torch.device | str = "cpu", trust_pickle: bool = False):
+    """A `mvinvert train` checkpoint (or any ReStyle checkpoint) loaded for inference.
+
+    The checkpoint is in the ReStyle layout, so this is ``invert.encoder.load_restyle`` (strict
+    encoder and generator loading, ``weights_only``); the training step it was saved at is added
+    to ``notes``. This is what ``mvinvert recover --encoder CKPT`` needs.
+
+    Returns:
+        :class:`mvinvert_cli.invert.encoder.RestyleModel` (encoder in eval mode, frozen generator).
+
+    Raises:
+        WeightsError: unreadable or not a ReStyle-layout checkpoint.
+    """
+    from ..invert.encoder import load_restyle
+
+    model = load_restyle(path, device, trust_pickle=trust_pickle)
+    step = model.opts.get("trained_steps")
+    if step is not None:
+        model.notes.append(f"encoder fine-tuned by `mvinvert train` for {int(step)} steps")
+    return model

@@ -74,3 +74,32 @@ def synthetic_photos(model, count: int = 3, size: int = 64, seed: int = 0) -> li
             "coarse": coarse.clamp(0, 1), "points5": five_points(model.landmarks(screen[..., :2]))[0],
         })
     return items
+
+
+def tiny_networks(seed: int = 0):
+    """A size-32 StyleGAN2 generator (style_dim 32), a two-stage IR-SE encoder for 32² inputs, w̄."""
+    import torch
+
+    from mvinvert_cli.invert.encoder import EncoderConfig, build_encoder
+    from mvinvert_cli.invert.stylegan2 import Generator
+
+    torch.manual_seed(seed)
+    generator = Generator(32, 32, 2, channels={4: 32, 8: 32, 16: 16, 32: 8})
+    encoder = build_encoder("psp", EncoderConfig(units=(1, 1), widths=(16, 32), n_styles=generator.n_latent,
+                                                 style_dim=32, spatial=8, se_reduction=4))
+    latent_avg = generator.mean_latent(1000, torch.Generator().manual_seed(seed))
+    return encoder, generator, latent_avg[None].expand(generator.n_latent, -1).clone()
+
+
+TINY_PATH = dict(render_size=64, encoder_size=32, texture_size=32, identity_renders=2)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: the shared 2-core machine is faster without oversubscription."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
