@@ -35,8 +35,10 @@ LEFT_BROW = (300, 293, 334, 296, 336, 285, 295, 282, 283, 276)
 LIPS_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
 LIPS_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191)
 NOSE = (168, 6, 197, 195, 5, 4, 1, 19, 94, 2, 98, 97, 326, 327, 294, 278, 344, 440, 275, 45, 220, 115, 48, 64)
-# centres of skin sample patches: both cheeks (×2 each), nose bridge, nose back, chin
-SKIN_SAMPLES = (50, 280, 205, 425, 197, 5, 199)
+# centres of skin sample patches: both cheeks (×2 each), nose bridge, nose back (not the chin:
+# a beard there would be modelled as skin)
+SKIN_SAMPLES = (50, 280, 205, 425, 197, 5)
+SKIN_SAMPLE_PAIRS = ((50, 280), (205, 425))  # (subject's right, left) cheek samples
 SKIN_MAHALANOBIS = 4.0  # colour distance (in robust std units) above which a pixel is not skin
 L_SPREAD = 3.0  # lightness varies with shading far more than chroma: widen its std by this
 WORK_SIDE = 256  # the masks are computed with the face region resampled to at most this side (px)
@@ -77,48 +79,78 @@ def feature_polygons(dense: np.ndarray, shape: tuple[int, int]) -> dict[str, np.
     }
 
 
-def skin_model(lab: np.ndarray, sample: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Robust Gaussian colour model from the Lab pixels under ``sample`` (bool (H, W)).
+def skin_model(lab: np.ndarray, patches: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Skin colour model from sample patches: one centre per patch, one shared robust covariance.
 
-    Median centre, MAD-scaled spread refined by one pass of trimming (keep pixels within
-    2.5 std), so a few hair or shadow pixels in the patches do not skew it.
+    Each patch (bool (H, W) mask) gets its own trimmed-mean Lab colour, so a lit and a shaded cheek
+    are both skin; the covariance is that of all kept pixels (within and between patches). Pixels
+    beyond 2.5 robust std of their patch's median are dropped first, so a few hair or shadow
+    pixels do not widen it.
 
     Returns:
-        mean (3,), inverse covariance (3, 3); lightness variance widened by :data:`L_SPREAD`².
+        centres (P, 3) for patches with ≥ 10 pixels, inverse covariance (3, 3) with the lightness
+        variance widened by :data:`L_SPREAD`².
+
+    Raises:
+        ValueError: no patch has 10 pixels.
     """
-    pixels = lab[sample].astype(np.float64)
-    if len(pixels) < 10:
+    centres, samples = [], []
+    for patch in patches:
+        pixels = lab[patch].astype(np.float64)
+        if len(pixels) < 10:
+            continue
+        centre = np.median(pixels, axis=0)
+        spread = 1.4826 * np.median(np.abs(pixels - centre), axis=0) + 1.0
+        keep = (np.abs(pixels - centre) / spread < 2.5).all(axis=1)
+        kept = pixels[keep] if keep.sum() >= 10 else pixels
+        centres.append(kept.mean(axis=0))
+        samples.append(kept)
+    if not centres:
         raise ValueError("too few skin sample pixels")
-    centre = np.median(pixels, axis=0)
-    spread = 1.4826 * np.median(np.abs(pixels - centre), axis=0) + 1.0
-    keep = (np.abs(pixels - centre) / spread < 2.5).all(axis=1)
-    kept = pixels[keep] if keep.sum() >= 10 else pixels
-    mean = kept.mean(axis=0)
-    cov = np.cov(kept.T) + np.eye(3) * 1.0  # +1 (Lab units²) keeps flat patches invertible
+    kept_all = np.concatenate(samples)
+    cov = np.cov(kept_all.T) + np.eye(3) * 1.0 if len(kept_all) > 1 else np.eye(3)  # +1 Lab²: flat patches
     cov[0, :] *= L_SPREAD
     cov[:, 0] *= L_SPREAD
-    return mean, np.linalg.inv(cov)
+    return np.array(centres), np.linalg.inv(cov)
 
 
-def skin_distance(lab: np.ndarray, mean: np.ndarray, inv_cov: np.ndarray) -> np.ndarray:
-    """Mahalanobis distance (H, W) of every Lab pixel to the skin model."""
-    diff = lab.reshape(-1, 3).astype(np.float32) - mean.astype(np.float32)
-    d2 = ((diff @ inv_cov.astype(np.float32)) * diff).sum(axis=1)
-    return np.sqrt(np.maximum(d2, 0.0)).reshape(lab.shape[:2])
+def skin_distance(lab: np.ndarray, centres: np.ndarray, inv_cov: np.ndarray) -> np.ndarray:
+    """Mahalanobis distance (H, W) of every Lab pixel to the nearest skin centre."""
+    flat = lab.reshape(-1, 3).astype(np.float32)
+    inv = inv_cov.astype(np.float32)
+    best = np.full(len(flat), np.inf, dtype=np.float32)
+    for centre in np.atleast_2d(centres).astype(np.float32):
+        diff = flat - centre
+        np.minimum(best, ((diff @ inv) * diff).sum(axis=1), out=best)
+    return np.sqrt(np.maximum(best, 0.0)).reshape(lab.shape[:2])
 
 
 Layout = tuple[dict[str, np.ndarray], np.ndarray, float, np.ndarray]
 
 
 def _dense_layout(local: np.ndarray, shape: tuple[int, int]) -> Layout:
-    """Regions, skin sample centres (K, 2), eye distance and nose tip from 478 MediaPipe points."""
+    """Regions, skin sample centres (K, 2), eye distance and nose tip from 478 MediaPipe points.
+
+    ``local`` (478, 3) keeps the depth column: on a turned head the cheek samples of the far side
+    (deeper than their mirror by more than 15 % of the eye distance) are hidden and dropped.
+    """
     parts = feature_polygons(local, shape)
-    return parts, local[list(SKIN_SAMPLES)], float(np.linalg.norm(local[33] - local[263])), local[4]
+    eye_dist = float(np.linalg.norm(local[33, :2] - local[263, :2]))
+    ids = list(SKIN_SAMPLES)
+    if local.shape[1] > 2:
+        z = local[:, 2]
+        for right, left in SKIN_SAMPLE_PAIRS:
+            if z[right] - z[left] > 0.15 * eye_dist:
+                ids.remove(right)
+            elif z[left] - z[right] > 0.15 * eye_dist:
+                ids.remove(left)
+    return parts, local[ids, :2], eye_dist, local[4, :2]
 
 
 def _ibug_layout(local: np.ndarray, shape: tuple[int, int]) -> Layout:
     """The same regions from 68 iBUG points: oval = hull with the brows lifted to the forehead,
     brows drawn as thick lines, cheeks sampled between the lower eyelids and the mouth corners."""
+    local = np.ascontiguousarray(local[:, :2])
     eye_dist = float(np.linalg.norm(local[36] - local[45]))
     lift = 0.33 * (local[8, 1] - local[17:27, 1].mean())
     forehead = local[17:27] - np.array([0.0, lift], dtype=np.float32)
@@ -137,7 +169,8 @@ def _ibug_layout(local: np.ndarray, shape: tuple[int, int]) -> Layout:
     }
     samples = np.stack([
         (local[40] + local[48] + local[2]) / 3, (local[47] + local[54] + local[14]) / 3,  # cheeks
-        local[28], (local[8] + local[57]) / 2,  # nose bridge, chin
+        (local[41] + local[31] + local[1]) / 3, (local[46] + local[35] + local[15]) / 3,  # upper cheeks
+        local[28], local[29],  # nose bridge
     ])
     return parts, samples, eye_dist, local[30]
 
@@ -171,27 +204,30 @@ def polygon_face_masks(rgb: np.ndarray, points: np.ndarray) -> dict[str, np.ndar
     if x1 - x0 < 2 or y1 - y0 < 2:
         return full
     roi = np.ascontiguousarray(rgb[y0:y1, x0:x1])
-    local = xy - np.array([x0, y0], dtype=np.float32)
+    local = points.astype(np.float32).copy()  # (N, 2 or 3); depth in the same pixel scale
+    local[:, :2] -= np.array([x0, y0], dtype=np.float32)
     scale = min(1.0, WORK_SIDE / max(x1 - x0, y1 - y0))
     if scale < 1.0:  # big faces: work at WORK_SIDE, upsample the masks at the end
         small = (max(2, round((x1 - x0) * scale)), max(2, round((y1 - y0) * scale)))
         roi = cv2.resize(roi, small, interpolation=cv2.INTER_AREA)
-        local = local * np.array([small[0] / (x1 - x0), small[1] / (y1 - y0)], dtype=np.float32)
+        local *= small[0] / (x1 - x0)
+        local[:, 1] *= (small[1] / (y1 - y0)) / (small[0] / (x1 - x0))
     shape = roi.shape[:2]
     parts, centres, eye_dist, nose_tip = layout(local, shape)
     features = parts["brows"] | parts["eyes"] | parts["nose"] | parts["lips"]
 
     # skin patches: disks of radius ~ 6% of the inter-ocular distance around the sample centres
     radius = max(2, round(0.06 * eye_dist))
-    sample = np.zeros(shape, dtype=np.uint8)
+    patches = []
     for cx, cy in centres:
-        cv2.circle(sample, (int(cx), int(cy)), radius, 1, thickness=-1)
-    sample = sample.astype(bool) & parts["oval"] & ~features
+        disk = np.zeros(shape, dtype=np.uint8)
+        cv2.circle(disk, (int(cx), int(cy)), radius, 1, thickness=-1)
+        patches.append(disk.astype(bool) & parts["oval"] & ~features)
     lab = cv2.cvtColor(roi, cv2.COLOR_RGB2Lab)
     skin_like = np.ones(shape, dtype=bool)
-    if sample.sum() >= 10:
-        mean, inv_cov = skin_model(lab, sample)
-        skin_like = skin_distance(lab, mean, inv_cov) < SKIN_MAHALANOBIS
+    if sum(int(p.sum()) >= 10 for p in patches):
+        skin_centres, inv_cov = skin_model(lab, patches)
+        skin_like = skin_distance(lab, skin_centres, inv_cov) < SKIN_MAHALANOBIS
         k = max(1, round(0.02 * eye_dist)) * 2 + 1
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
         skin_like = cv2.morphologyEx(skin_like.astype(np.uint8), cv2.MORPH_OPEN, kernel)

@@ -52,8 +52,9 @@ def test_skin_model_rejects_beard():
     sample = np.zeros((100, 100), dtype=bool)
     sample[10:30, 10:30] = True
     sample[62:64, 10:12] = True  # a few contaminated sample pixels
-    mean, inv_cov = masks.skin_model(lab, sample)
-    dist = masks.skin_distance(lab, mean, inv_cov)
+    centres, inv_cov = masks.skin_model(lab, [sample, np.zeros_like(sample)])  # empty patch: ignored
+    assert centres.shape == (1, 3)
+    dist = masks.skin_distance(lab, centres, inv_cov)
     assert (dist[:60] < masks.SKIN_MAHALANOBIS).mean() > 0.99
     assert (dist[60:] > masks.SKIN_MAHALANOBIS).mean() > 0.99
 
