@@ -138,3 +138,19 @@ def test_gradients_flow_to_the_views():
     out = stitch(solver, field, photo_scores, views[None], torch.ones(1, len(verts), dtype=field.dtype))
     out.colors[x > 0.5].sum().backward()
     assert torch.isfinite(views.grad).all() and views.grad.abs().sum() > 0
+
+
+def test_gradcheck_through_selection_and_solve():
+    verts, faces = grid_mesh(3)
+    solver = PoissonSolver(verts, faces, rtol=1e-14)
+    field = smooth_field(verts)
+    x = verts[:, 0]
+    photo_scores = (x < 0).to(field.dtype)
+    view_scores = torch.stack([torch.full_like(x, 0.5), (x > 0.3).to(field.dtype)])
+    views = (field + 0.1).expand(2, -1, -1).clone().requires_grad_()
+    photo = field.clone().requires_grad_()
+
+    def fn(p, v):
+        return stitch(solver, p, photo_scores, v, view_scores).colors
+
+    assert torch.autograd.gradcheck(fn, (photo, views), eps=1e-6, atol=1e-6)
