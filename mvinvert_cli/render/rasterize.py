@@ -142,8 +142,10 @@ def _triangle_setup(
 
     Returns origin (2, T) float (first covered col j0 and row i0 of the box, clipped to the image),
     box size nx, ny (T,) float (0 when no pixel centre can be covered or the triangle is not
-    drawable) and coef (9, T): the planes a·px + b·py + c of w0, w1 and of depth (or 1/depth) over
-    pixel-centre coordinates (px, py) measured from (j0, i0). Local coordinates keep float32 exact
+    drawable), the coverage tests (T, 5, 3) and the depth plane (T, 3): coefficients (a, b, c) of
+    a·px + b·py + c over pixel-centre coordinates (px, py) measured from (j0, i0) — for the tests
+    w0, w1, w2, nx − px and ny − py (all ≥ 0 ⇔ the centre is covered and inside the clipped box),
+    for the plane depth (or 1/depth when perspective_correct). Local coordinates keep float32 exact
     enough for sub-pixel triangles far from the image origin.
     """
     n_mesh, n_verts = verts.shape[:2]
@@ -164,7 +166,7 @@ def _triangle_setup(
     nx = torch.where(drawable, nx, 0.0)
     ny = torch.where(drawable, ny, 0.0)
     inv_area = 1.0 / torch.where(drawable, area, 1.0)
-    # w0 = ((x1 - px)(y2 - py) - (x2 - px)(y1 - py)) / area, and cyclically for w1; w2 = 1 - w0 - w1.
+    # w0 = ((x1 - px)(y2 - py) - (x2 - px)(y1 - py)) / area, and cyclically for w1, w2.
     a0, b0, c0 = (y1 - y2) * inv_area, (x2 - x1) * inv_area, (x1 * y2 - x2 * y1) * inv_area
     a1, b1, c1 = (y2 - y0) * inv_area, (x0 - x2) * inv_area, (x2 * y0 - x0 * y2) * inv_area
     if perspective_correct:
@@ -174,8 +176,11 @@ def _triangle_setup(
     az = a0 * (z0 - z2) + a1 * (z1 - z2)
     bz = b0 * (z0 - z2) + b1 * (z1 - z2)
     cz = c0 * (z0 - z2) + c1 * (z1 - z2) + z2
-    coef = torch.stack([a0, b0, c0, a1, b1, c1, az, bz, cz])
-    return torch.stack([lo_x, lo_y]), nx, ny, coef
+    a2, b2, c2 = (y0 - y1) * inv_area, (x1 - x0) * inv_area, (x0 * y1 - x1 * y0) * inv_area
+    minus_one, zero = torch.full_like(nx, -1.0), torch.zeros_like(nx)
+    tests = [a0, b0, c0, a1, b1, c1, a2, b2, c2, minus_one, zero, nx, zero, minus_one, ny]
+    tests = torch.stack(tests, dim=1).view(-1, 5, 3)
+    return torch.stack([lo_x, lo_y]), nx, ny, tests, torch.stack([az, bz, cz], dim=1)
 
 
 def _nearest_faces(
@@ -197,7 +202,7 @@ def _nearest_faces(
     n_mesh, n_faces = verts.shape[0], faces.shape[0]
     device = verts.device
     n_pix = n_mesh * height * width
-    origin, nx, ny, coef = _triangle_setup(verts, faces, height, width, perspective_correct)
+    origin, nx, ny, tests, depth_plane = _triangle_setup(verts, faces, height, width, perspective_correct)
     shape = (n_pix,) if k == 1 else (n_pix, k)
     best = torch.full(shape, _NO_KEY, dtype=torch.long, device=device)
     active = torch.nonzero(nx > 0).squeeze(1)
@@ -206,7 +211,8 @@ def _nearest_faces(
         face_of = active - mesh_of * n_faces
         lo = origin.index_select(1, active).long()
         base = mesh_of * (height * width) + lo[1] * width + lo[0]  # (T,) flat index of the box corner
-        nx, ny, coef = nx.index_select(0, active), ny.index_select(0, active), coef.index_select(1, active)
+        nx, ny = nx.index_select(0, active), ny.index_select(0, active)
+        tests, depth_plane = tests.index_select(0, active), depth_plane.index_select(0, active)
         # Bucket index of a box side n: first edge ≥ n, or len(BUCKET_EDGES) beyond the last edge.
         n_edges = len(BUCKET_EDGES)
         lut = torch.bucketize(
@@ -232,7 +238,8 @@ def _nearest_faces(
                 pieces = torch.unique_consecutive(window, return_counts=True)[1].tolist()
             for part in torch.split(tris, pieces):
                 pixel, key = _candidates(
-                    coef.index_select(1, part),
+                    tests.index_select(0, part),
+                    depth_plane.index_select(0, part),
                     nx.index_select(0, part),
                     ny.index_select(0, part),
                     base.index_select(0, part),
@@ -251,27 +258,23 @@ def _nearest_faces(
     return face.reshape(n_mesh, height, width, k)
 
 
-def _candidates(coef, nx, ny, base, face, grid, width, perspective_correct):
+def _candidates(tests, depth_plane, nx, ny, base, face, grid, width, perspective_correct):
     """(pixel, key) of the covered candidates of one chunk of T triangles.
 
-    coef (9, T), nx, ny (T,) float box sizes, base (T,) flat index of the box corner, face (T,) face
-    ids. grid = (bh, bw): evaluate a dense (T, bh·bw) candidate grid (boxes fit in it); None:
+    tests (T, 5, 3) and depth_plane (T, 3) from ``_triangle_setup``, nx, ny (T,) float box sizes, base (T,) flat index of
+    the box corner, face (T,) face ids. grid = (bh, bw): evaluate a dense (T, bh·bw) candidate grid
+    (boxes fit in it) as one matrix product of the tests with the grid's (px, py, 1); None:
     enumerate exactly nx·ny candidates per triangle.
     """
-    device, dtype = coef.device, coef.dtype
+    device, dtype = tests.device, tests.dtype
     if grid is not None:
         bh, bw = grid
         row = torch.arange(bh, device=device).repeat_interleave(bw)  # (P,)
         col = torch.arange(bw, device=device).repeat(bh)
         py, px = row.to(dtype) + 0.5, col.to(dtype) + 0.5
-        c = coef[:, :, None]  # (9, T, 1): planes broadcast over the grid
-        w0 = c[0] * px + c[1] * py + c[2]  # (T, P)
-        w1 = c[3] * px + c[4] * py + c[5]
-        inside = (w0 >= 0) & (w1 >= 0) & (w0 + w1 <= 1)
-        if bw > 1:
-            inside &= col < nx[:, None]
-        if bh > 1:
-            inside &= row < ny[:, None]
+        centres = torch.stack([px, py, torch.ones_like(px)])  # (3, P)
+        values = (tests.view(-1, 3) @ centres).view(-1, 5, bh * bw)  # (T, 5, P): w0, w1, w2, box x, y
+        inside = values.amin(dim=1) >= 0
         flat = torch.nonzero(inside.view(-1)).squeeze(1)
         t = torch.div(flat, bh * bw, rounding_mode="floor")
         p = flat - t * (bh * bw)
@@ -285,14 +288,13 @@ def _candidates(coef, nx, ny, base, face, grid, width, perspective_correct):
         row = torch.div(local, w, rounding_mode="floor")
         col = local - row * w
         py, px = row.to(dtype) + 0.5, col.to(dtype) + 0.5
-        g = coef.index_select(1, t)
-        w0 = g[0] * px + g[1] * py + g[2]
-        w1 = g[3] * px + g[4] * py + g[5]
-        inside = torch.nonzero((w0 >= 0) & (w1 >= 0) & (w0 + w1 <= 1)).squeeze(1)
+        g = tests[:, :3].index_select(0, t)  # (M, 3, 3)
+        bary = g[..., 0] * px[:, None] + g[..., 1] * py[:, None] + g[..., 2]  # (M, 3)
+        inside = torch.nonzero(bary.amin(dim=1) >= 0).squeeze(1)
         t, row, col = t.index_select(0, inside), row.index_select(0, inside), col.index_select(0, inside)
         px, py = px.index_select(0, inside), py.index_select(0, inside)
-    g = coef[6:].index_select(1, t)
-    depth = g[0] * px + g[1] * py + g[2]
+    g = depth_plane.index_select(0, t)  # (M, 3)
+    depth = g[:, 0] * px + g[:, 1] * py + g[:, 2]
     if perspective_correct:
         depth = 1.0 / depth
     pixel = base.index_select(0, t) + row * width + col
@@ -314,30 +316,15 @@ def _merge_topk(best: torch.Tensor, pixel: torch.Tensor, key: torch.Tensor, k: i
     return torch.cat([best, fresh], dim=1).sort(dim=1).values[:, :k]
 
 
-def _pixel_centres(pix_to_face: torch.Tensor, dtype: torch.dtype):
-    """Flat indices (M,) of the covered entries of pix_to_face (N, H, W, K), their faces (M,),
-    meshes (M,) and pixel-centre coordinates px, py (M,)."""
-    n_mesh, height, width, k = pix_to_face.shape
-    device = pix_to_face.device
-    flat_faces = pix_to_face.reshape(-1)
-    where = torch.nonzero(flat_faces >= 0).squeeze(1)
-    face = flat_faces.index_select(0, where)
-    px = (torch.arange(width, device=device, dtype=dtype) + 0.5).view(1, 1, width, 1)
-    py = (torch.arange(height, device=device, dtype=dtype) + 0.5).view(1, height, 1, 1)
-    shape = (n_mesh, height, width, k)
-    px = px.expand(shape).reshape(-1).index_select(0, where)
-    py = py.expand(shape).reshape(-1).index_select(0, where)
-    if n_mesh == 1:
-        mesh = torch.zeros_like(face)
-    else:
-        mesh = (
-            torch.arange(n_mesh, device=device)
-            .view(-1, 1, 1, 1)
-            .expand(shape)
-            .reshape(-1)
-            .index_select(0, where)
-        )
-    return where, face, mesh, px, py
+def _face_corners(pix_to_face: torch.Tensor, faces: torch.Tensor, n_verts: int) -> torch.Tensor:
+    """Flat vertex ids (3, N·H·W·K) of each entry's face in the (N·V)-row vertex table (face 0
+    stands in for background entries; callers mask them)."""
+    n_mesh = pix_to_face.shape[0]
+    corner = faces.T.index_select(1, pix_to_face.reshape(-1).clamp(min=0))  # (3, P)
+    if n_mesh > 1:
+        mesh = torch.arange(n_mesh, device=faces.device).repeat_interleave(pix_to_face[0].numel())
+        corner = corner + mesh * n_verts
+    return corner
 
 
 def pixel_barycentrics(
@@ -346,32 +333,37 @@ def pixel_barycentrics(
     """Barycentrics (N, H, W, K, 3) and depth (N, H, W, K) of each pixel centre in its face.
 
     Differentiable w.r.t. ``verts_screen`` (edge functions of the pixel centre, divided by the
-    triangle's signed area). Background entries get 0 and −1.
+    triangle's signed area). Background entries get 0 and −1 (and zero gradients). Evaluated densely
+    over all entries (no compaction), with background lanes kept finite.
     """
-    n_mesh, n_verts = verts_screen.shape[:2]
-    dtype = verts_screen.dtype
-    where, face, mesh, px, py = _pixel_centres(pix_to_face, dtype)
-    corner_ids = faces.index_select(0, face) + (mesh * n_verts)[:, None]  # (M, 3)
-    tri = verts_screen.reshape(-1, 3).index_select(0, corner_ids.reshape(-1)).reshape(-1, 3, 3)
-    dx, dy = tri[..., 0] - px[:, None], tri[..., 1] - py[:, None]  # vertex − pixel centre, (M, 3)
-    # Edge function of the pixel against the edge opposite vertex i, as in _triangle_setup.
-    e0 = dx[:, 1] * dy[:, 2] - dx[:, 2] * dy[:, 1]
-    e1 = dx[:, 2] * dy[:, 0] - dx[:, 0] * dy[:, 2]
-    e2 = dx[:, 0] * dy[:, 1] - dx[:, 1] * dy[:, 0]
-    w = torch.stack([e0, e1, e2], dim=1)
-    w = w / w.sum(dim=1, keepdim=True)  # sum of the edge functions = signed area
-    z = tri[..., 2]
+    n_mesh, height, width, k = pix_to_face.shape
+    dtype, device = verts_screen.dtype, verts_screen.device
+    valid = (pix_to_face >= 0).reshape(-1)
+    corner = _face_corners(pix_to_face, faces, verts_screen.shape[1])
+    columns = verts_screen.reshape(-1, 3).T  # (3, N·V): x, y, depth rows
+    # Pixel-centre coordinates of every flat entry (N, H, W, K), broadcast without copies.
+    px = (torch.arange(width, device=device, dtype=dtype) + 0.5).view(1, 1, width, 1)
+    py = (torch.arange(height, device=device, dtype=dtype) + 0.5).view(1, height, 1, 1)
+    shape = pix_to_face.shape
+    x0, x1, x2 = ((columns[0].index_select(0, corner[i]).view(shape) - px).reshape(-1) for i in range(3))
+    y0, y1, y2 = ((columns[1].index_select(0, corner[i]).view(shape) - py).reshape(-1) for i in range(3))
+    # Edge function of the pixel centre against the edge opposite each vertex (as _triangle_setup);
+    # their sum is the signed area (never 0 for a drawn face).
+    e0 = x1 * y2 - x2 * y1
+    e1 = x2 * y0 - x0 * y2
+    e2 = x0 * y1 - x1 * y0
+    inv_area = 1.0 / torch.where(valid, e0 + e1 + e2, 1.0)
+    w0, w1, w2 = e0 * inv_area, e1 * inv_area, e2 * inv_area
+    z0, z1, z2 = (torch.where(valid, columns[2].index_select(0, corner[i]), 1.0) for i in range(3))
     if perspective_correct:
-        wz = w / z
-        inv_depth = wz.sum(dim=1, keepdim=True)
-        w = wz / inv_depth
-        depth = 1.0 / inv_depth[:, 0]
+        w0, w1, w2 = w0 / z0, w1 / z1, w2 / z2
+        depth = 1.0 / torch.where(valid, w0 + w1 + w2, 1.0)
+        w0, w1, w2 = w0 * depth, w1 * depth, w2 * depth
     else:
-        depth = (w * z).sum(dim=1)
-    size = pix_to_face.numel()
-    bary = verts_screen.new_zeros((size, 3)).index_copy(0, where, w)
-    zbuf = verts_screen.new_full((size,), -1.0).index_copy(0, where, depth)
-    return bary.reshape(*pix_to_face.shape, 3), zbuf.reshape(pix_to_face.shape)
+        depth = w0 * z0 + w1 * z1 + w2 * z2
+    bary = torch.where(valid[:, None], torch.stack([w0, w1, w2], dim=1), 0.0)
+    zbuf = torch.where(valid, depth, -1.0)
+    return bary.view(*shape, 3), zbuf.view(shape)
 
 
 def interpolate(fragments: Fragments, faces: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
@@ -390,15 +382,13 @@ def interpolate(fragments: Fragments, faces: torch.Tensor, attributes: torch.Ten
     n_mesh, height, width, _ = pix_to_face.shape
     if attributes.ndim != 3 or attributes.shape[0] != n_mesh:
         raise ValueError(f"attributes must be (N={n_mesh}, V, C), got {tuple(attributes.shape)}")
-    n_verts, channels = attributes.shape[1], attributes.shape[2]
+    channels = attributes.shape[2]
     faces = faces.to(device=attributes.device, dtype=torch.long)
-    where, face, mesh, _, _ = _pixel_centres(pix_to_face, attributes.dtype)
-    corner_ids = faces.index_select(0, face) + (mesh * n_verts)[:, None]  # (M, 3) into (N·V, C)
-    corner = attributes.reshape(-1, channels).index_select(0, corner_ids.reshape(-1)).reshape(-1, 3, channels)
-    bary = fragments.bary_coords[..., 0, :].reshape(-1, 3).index_select(0, where).to(attributes.dtype)
-    values = (bary[:, :, None] * corner).sum(dim=1)  # (M, C)
-    out = attributes.new_zeros((n_mesh * height * width, channels)).index_copy(0, where, values)
-    return out.reshape(n_mesh, height, width, channels)
+    corner = _face_corners(pix_to_face, faces, attributes.shape[1])  # (3, P)
+    table = attributes.reshape(-1, channels)  # (N·V, C)
+    bary = fragments.bary_coords[..., 0, :].reshape(-1, 3).to(attributes.dtype)  # (P, 3), 0 on background
+    values = sum(bary[:, i : i + 1] * table.index_select(0, corner[i]) for i in range(3))  # (P, C)
+    return values.view(n_mesh, height, width, channels)
 
 
 def rasterize_reference(

@@ -1,0 +1,130 @@
+"""Renderer benchmark: 224² face frames and 1024² UV-space bakes of a 70k-triangle mesh.
+
+Mesh: a face-like ellipsoid cap, 189 × 189 grid = 35,721 vertices, 70,688 triangles (the size of
+the BFM front model: 35,709 / 70,789), posed by the Deep3DFaceRecon camera so it fills the 224 crop
+like a fitted face. Prints median and interquartile range of repeats (wall clock; seeds fixed) for
+each stage, with torch's default thread count and with one thread, and the ratio to the targets of
+issue 4 (≤ 30 ms per 224² frame, ≤ 0.3 s per 1024² bake). Not a pass/fail test.
+
+Run: .venv/bin/python bench/bench_render.py [--device cuda] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+
+import torch
+
+from mvinvert_cli.morphable.camera import Camera, transform
+from mvinvert_cli.morphable.lighting import shade
+from mvinvert_cli.render.rasterize import interpolate, rasterize
+from mvinvert_cli.render.renderer import Renderer, bake_uv, uv_fragments, uv_screen, view_pose
+
+TARGET_FRAME_S = 0.030
+TARGET_BAKE_S = 0.300
+
+
+def face_mesh(side: int = 189) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Ellipsoid cap (model units, nose +z): vertices (side², 3), faces (2(side−1)², 3), uvs (side², 2)."""
+    v, u = torch.meshgrid(torch.linspace(0, 1, side), torch.linspace(0, 1, side), indexing="ij")
+    theta, phi = (u - 0.5) * math.pi * 0.9, (0.5 - v) * math.pi * 0.9
+    verts = torch.stack(
+        [0.8 * torch.sin(theta) * torch.cos(phi), torch.sin(phi), 0.6 * torch.cos(theta) * torch.cos(phi)], -1
+    ).reshape(-1, 3)
+    idx = torch.arange(side * side).reshape(side, side)
+    a, b, c, d = idx[:-1, :-1], idx[:-1, 1:], idx[1:, :-1], idx[1:, 1:]
+    faces = torch.cat([torch.stack([a, c, b], -1).reshape(-1, 3), torch.stack([b, c, d], -1).reshape(-1, 3)])
+    return verts, faces, torch.stack([u, 1 - v], -1).reshape(-1, 2)
+
+
+def timeit(fn: Callable[[], object], repeats: int, device: torch.device) -> tuple[float, float]:
+    """Median and interquartile range (seconds) of ``repeats`` timed calls after one warm-up."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    times.sort()
+    q = len(times) // 4
+    return times[len(times) // 2], times[-1 - q] - times[q]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    verts, faces, uvs = face_mesh()
+    verts, faces, uvs = verts.to(device), faces.to(device), uvs.to(device)
+    angles, translation = view_pose(10.0, -5.0, device=device)
+    world = transform(verts[None], angles[None], translation[None])
+    screen = Camera().project(world)
+    normals = torch.nn.functional.normalize(verts, dim=-1)[None]
+    albedo = torch.rand(1, verts.shape[0], 3, device=device)
+    gamma = torch.zeros(1, 27, device=device)
+    colors = torch.rand(1, verts.shape[0], 3, device=device)
+    renderer = Renderer(backend="torch")
+    uv_verts = uv_screen(uvs, 1024)[None]
+    uv_frags = uv_fragments(uvs, faces, 1024)
+    frame = rasterize(screen, faces, (224, 224), perspective_correct=True)
+
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    print(
+        f"commit {commit or '?'} | torch {torch.__version__} | {platform.processor() or platform.machine()} "
+        f"| device {device} | load average {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"mesh: {verts.shape[0]} vertices, {faces.shape[0]} triangles; "
+        f"224² coverage {int(frame.mask.sum())} px; UV 1024² coverage {int(uv_frags.mask.sum())} texels"
+    )
+    stages = {
+        "rasterize 224² (perspective)": lambda: rasterize(
+            screen, faces, (224, 224), perspective_correct=True
+        ),
+        "interpolate 224² (RGB)": lambda: interpolate(frame, faces, colors),
+        "Renderer.render 224² (project+raster+interp)": lambda: renderer.render(world, faces, colors),
+        "render shaded 224² (SH + render)": lambda: renderer.render(
+            world, faces, shade(albedo, normals, gamma)
+        ),
+        "rasterize UV 1024²": lambda: rasterize(uv_verts, faces, (1024, 1024)),
+        "bake_uv 1024² (cached fragments)": lambda: bake_uv(uvs, faces, colors, 1024, fragments=uv_frags),
+        "bake_uv 1024² (raster + bake)": lambda: bake_uv(uvs, faces, colors, 1024),
+    }
+    targets = {
+        "Renderer.render 224² (project+raster+interp)": TARGET_FRAME_S,
+        "bake_uv 1024² (raster + bake)": TARGET_BAKE_S,
+    }
+    default_threads = torch.get_num_threads()
+    thread_counts = (
+        [default_threads] if device.type == "cuda" or default_threads == 1 else [default_threads, 1]
+    )
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        print(f"\n-- {threads} thread(s) --")
+        for name, fn in stages.items():
+            with torch.no_grad():
+                median, iqr = timeit(fn, args.repeats, device)
+            line = f"{name:48s} {median * 1e3:9.1f} ms  (IQR {iqr * 1e3:6.1f})"
+            if name in targets:
+                line += f"   {median / targets[name]:.2f}× of target {targets[name] * 1e3:.0f} ms"
+            print(line)
+    torch.set_num_threads(default_threads)
+
+
+if __name__ == "__main__":
+    main()
