@@ -17,15 +17,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import DEFAULT_VIEWS
+from ..invert.restyle import average_image, pool_to, to_signed, to_unit
 from ..morphable import camera as cam
 from ..morphable.lighting import shade
 from ..morphable.model import MorphableModel
 from ..render.rasterize import interpolate
-from ..render.renderer import Renderer, view_pose
+from ..render.renderer import Renderer
 from ..texture.bake import UVLayout, bake, uv_layout
 from ..texture.poisson import PoissonSolver
 from ..texture.sample import Sampled, sample_vertices
@@ -48,7 +48,7 @@ class PathOutputs:
         identity_renders: (B,K,3,S,S) R_k of Eq. 9.
         identity_points5: (B,K,5,2) their 5 landmarks in px (for the ArcFace crop).
         uv_texture: (B,3,T,T) T_refine baked into UV space (Eq. 10).
-        views: (B,N,3,S,S) coarse renders I_R^i; inverted: (B,N,3,S,S) I_inv^i.
+        views: (B,N,3,H,H) coarse renders I_R^i (H = view_size); inverted: (B,N,3,H,H) I_inv^i.
         refined: (B,V,3) T_refine per vertex.
         notes: degraded cases reported by the stitch.
     """
@@ -71,7 +71,10 @@ class PathSettings:
 
     Attributes:
         views: (yaw, pitch) degrees of the synthetic views (DESIGN.md §4: 0, ±30, pitch −15).
-        render_size: S, side of the photo crop and of every render (224 = Deep3DFaceRecon).
+        render_size: S, side of the photo crop, its re-render and the identity renders (224 =
+            Deep3DFaceRecon).
+        view_size: side of the synthetic views handed to the encoder (the pipeline's
+            ``VIEW_RENDER_SIZE``, 512); view_background: their grey behind the face.
         encoder_size: side the views are resized to for the encoder (256 for ReStyle).
         generator_stop: resolution the generator stops at (its skip image at that scale; ≥
             ``render_size`` keeps full detail at a fraction of the 1024² cost); None = full size.
@@ -88,6 +91,8 @@ class PathSettings:
 
     views: tuple[tuple[float, float], ...] = DEFAULT_VIEWS
     render_size: int = 224
+    view_size: int = 512
+    view_background: float = 0.5
     encoder_size: int = 256
     generator_stop: int | None = 256
     iterations: int = 1
@@ -101,35 +106,34 @@ class PathSettings:
     light_scale: float = 0.1
     min_irradiance: float = 0.05
 
-    @property
-    def threshold_scale(self) -> float:
-        """Eq. 4 thresholds are stated at 224 px; scale them with the render size."""
-        return self.render_size / cam.IMAGE_SIZE
+    def threshold_scale(self, size: int) -> float:
+        """Eq. 4 thresholds are stated at 224 px; a render of side ``size`` scales them."""
+        return size / cam.IMAGE_SIZE
 
 
 # ----------------------------------------------------------------------------- helpers
 
-def view_poses(views: Sequence[tuple[float, float]], batch: int, device: torch.device,
-               dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """Poses of the synthetic views (``render.renderer.view_pose``), photo-major: (B·N,3) angles, translations."""
-    poses = [view_pose(yaw, pitch, device=device, dtype=dtype) for yaw, pitch in views]
-    angles = torch.stack([a for a, _ in poses]).repeat(batch, 1)
-    translation = torch.stack([t for _, t in poses]).repeat(batch, 1)
-    return angles, translation
+def view_poses(views: Sequence[tuple[float, float]], translation: Tensor) -> tuple[Tensor, Tensor]:
+    """Poses of the synthetic views, as the pipeline renders them: angles (pitch, yaw, 0) and the
+    face centred on the optical axis at its fitted depth (0, 0, t_z).
+
+    Args:
+        views: N (yaw, pitch) in degrees.
+        translation: (B,3) fitted translations.
+
+    Returns:
+        angles (B·N,3) radians and translations (B·N,3), photo-major (b, then view).
+    """
+    b, n = translation.shape[0], len(views)
+    angles = torch.deg2rad(translation.new_tensor([[pitch, yaw, 0.0] for yaw, pitch in views])).repeat(b, 1)
+    centred = torch.zeros_like(translation)
+    centred[:, 2] = translation[:, 2]
+    return angles, centred.repeat_interleave(n, dim=0)
 
 
 def five_points(landmarks: Tensor) -> Tensor:
     """(..., 68, 2) iBUG landmarks → (..., 5, 2) [eyeL, eyeR, nose, mouthL, mouthR]."""
     return torch.stack([landmarks[..., list(ids), :].mean(dim=-2) for ids in FIVE_POINTS], dim=-2)
-
-
-def resize(images: Tensor, size: int) -> Tensor:
-    """(B,C,H,W) → (B,C,size,size): area average when shrinking (ReStyle's pooling), else bilinear."""
-    if images.shape[-2:] == (size, size):
-        return images
-    if min(images.shape[-2:]) > size:
-        return F.interpolate(images, size=(size, size), mode="area")
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
 
 
 def relight(colors: Tensor, normals_fit: Tensor, gamma_fit: Tensor, normals: Tensor, gamma: Tensor,
@@ -150,8 +154,12 @@ def relight(colors: Tensor, normals_fit: Tensor, gamma_fit: Tensor, normals: Ten
 class InversionPath(nn.Module):
     """renders → encoder → frozen generator → resample → Poisson stitch → re-render (differentiable).
 
+    Mirrors the inference pipeline's refine stage (``pipeline.Recoverer``: views centred at the
+    fitted depth, unlit on grey, T_uv and Eq. 4 scores of the photo, stitch anchored to T_uv with
+    T_coarse as fallback) so the encoder is trained on what it will see.
+
     Args:
-        model: the morphable model the photos were fitted with (topology, UVs, bases).
+        model: the morphable model the photos were fitted with (topology, UVs, expression basis).
         encoder: ReStyle residual encoder (``invert.encoder.BackboneEncoder``), (B,6,s,s) in [−1,1]
             → Δ (B,L,D); the only trained part.
         decoder: StyleGAN2 generator (``invert.stylegan2.Generator``), w+ (B,L,D) → (B,3,R,R) in
@@ -160,9 +168,11 @@ class InversionPath(nn.Module):
         settings: :class:`PathSettings`.
         lam: λ of Eq. 6.
 
-    Batch fields read by :meth:`forward` (as prepared by ``mvinvert train``): ``photo`` (B,3,S,S),
-    ``mask`` (B,1,S,S), ``id`` (B,Ki), ``exp`` (B,Ke), ``angles`` (B,3), ``translation`` (B,3),
-    ``gamma`` (B,27), ``coarse`` (B,V,3) T_coarse.
+    Batch fields read by :meth:`forward` (as ``mvinvert train`` prepares them, see
+    :func:`mvinvert_cli.train.prepare.prepare_photo`): ``photo`` (B,3,S,S) crop in [0,1], ``mask``
+    (B,1,S,S) face mask, ``vertices`` (B,V,3) fitted model-space shape, ``angles`` (B,3),
+    ``translation`` (B,3), ``gamma`` (B,27), ``coarse`` (B,V,3) T_coarse; optionally ``t_uv``
+    (B,V,3) and ``photo_scores`` (B,V) (else sampled from the crop).
     """
 
     def __init__(self, model: MorphableModel, encoder: nn.Module, decoder: nn.Module, latent_avg: Tensor,
@@ -174,7 +184,8 @@ class InversionPath(nn.Module):
         self.register_buffer("latent_avg", latent_avg.detach().clone())
         self.settings = settings
         self.renderer = Renderer(size=settings.render_size)
-        self.solver = PoissonSolver(model.mean_shape, model.triangles, lam)
+        self.view_renderer = Renderer(size=settings.view_size, background=settings.view_background)
+        self.solver = PoissonSolver(model.mean_shape.detach().cpu(), model.triangles.cpu(), lam)
         self._uv_layout: UVLayout | None = None
 
     def _apply(self, fn, recurse=True):  # keep the (non-module) morphable model on the path's device
@@ -187,17 +198,17 @@ class InversionPath(nn.Module):
         self.decoder.eval()
         return self
 
-    # ------------------------------------------------------------------ rendering
+    # ------------------------------------------------------------------ geometry and UV
     def pose(self, verts: Tensor, angles: Tensor, translation: Tensor) -> tuple[Tensor, Tensor]:
         """Model-space (B,V,3) → world vertices and pose-rotated unit normals (B,V,3)."""
         world = cam.transform(verts, angles, translation)
         normals = cam.transform(self.model.normals(verts), angles, torch.zeros_like(translation))
         return world, normals
 
-    def scores(self, sampled: Sampled, world: Tensor, normals: Tensor, threshold: float) -> Tensor:
-        """Eq. 4 per-vertex scores (B,V) of a :func:`~mvinvert_cli.texture.sample.sample_vertices` result."""
+    def scores(self, sampled: Sampled, world: Tensor, normals: Tensor, threshold: float, size: int) -> Tensor:
+        """Eq. 4 per-vertex scores (B,V) of a render of side ``size`` (threshold given at 224 px)."""
         return vertex_scores(normals, world, sampled.visible, sampled.boundary_distance,
-                             threshold * self.settings.threshold_scale).detach()
+                             threshold * self.settings.threshold_scale(size)).detach()
 
     def bake_uv(self, colors: Tensor) -> Tensor:
         """(B,V,3) per-vertex colours → (B,3,T,T) seam-padded UV textures (``texture.bake``)."""
@@ -208,62 +219,64 @@ class InversionPath(nn.Module):
         return torch.stack(baked).permute(0, 3, 1, 2)
 
     # ------------------------------------------------------------------ inversion (Eq. 2–3)
-    def decode(self, w_plus: Tensor) -> Tensor:
-        """G(w+) mapped to [0,1] (frozen weights, gradients to w+), stopped at ``generator_stop``."""
-        stop = self.settings.generator_stop
-        size = getattr(self.decoder, "size", None)
-        stop = None if stop is None or size is None or stop >= size else stop
-        return ((self.decoder(w_plus, stop_at=stop) + 1) / 2).clamp(0, 1)
+    def _stop(self) -> int | None:
+        stop, size = self.settings.generator_stop, getattr(self.decoder, "size", None)
+        return None if stop is None or size is None or stop >= size else stop
 
     def invert(self, images: Tensor) -> Tensor:
-        """ReStyle residual passes on (M,3,S,S) views in [0,1] → I_inv (M,3,S,S) (Eq. 2–3).
+        """ReStyle residual passes on (M,3,H,W) views in [0,1] → I_inv (M,3,H,W) in [0,1] (Eq. 2–3).
 
-        Pass 0 compares the target with G(w̄); pass t > 0 with the previous reconstruction; each
-        adds the encoder's Δ to w. Only the last pass keeps the autograd graph.
+        Pass 0 compares the target with G(w̄), pass t > 0 with the previous reconstruction
+        (``invert.restyle`` conventions); each adds the encoder's Δ to w. Only the last pass keeps
+        the autograd graph (ReStyle trains every pass on its own detached input as well).
         """
         s = self.settings
         passes = max(s.iterations, 1)
-        target = resize(images, s.encoder_size) * 2 - 1
+        target = to_signed(pool_to(images, s.encoder_size))
         w = self.latent_avg.expand(images.shape[0], *self.latent_avg.shape)
         with torch.no_grad():
-            current = (resize(self.decode(self.latent_avg[None]), s.encoder_size) * 2 - 1).expand_as(target)
+            current = average_image(self.decoder, self.latent_avg, s.encoder_size, self._stop())
+        current = current.expand_as(target)
         for it in range(passes):
             last = it == passes - 1
             with torch.set_grad_enabled(last and torch.is_grad_enabled()):
                 w = w + self.encoder(torch.cat([target, current], dim=1))  # Eq. 2
-                out = self.decode(w)  # Eq. 3
-                current = resize(out, s.encoder_size) * 2 - 1
-        return resize(out, s.render_size)
+                out = self.decoder(w, stop_at=self._stop())  # Eq. 3
+                current = pool_to(out, s.encoder_size)
+        return to_unit(pool_to(out, images.shape[-1]))
 
     # ------------------------------------------------------------------ forward
     def forward(self, batch: Mapping[str, Tensor], gen: torch.Generator | None = None) -> PathOutputs:
         """The full differentiable path on a prepared batch (see the class docstring for fields)."""
         s = self.settings
-        photo, coarse = batch["photo"], batch["coarse"]
+        photo, coarse, verts = batch["photo"], batch["coarse"], batch["vertices"]
         b, n = photo.shape[0], len(s.views)
         faces = self.model.triangles
-        verts = self.model.shape(batch.get("id"), batch.get("exp"))  # (B,V,3) Eq. 1
         world, normals = self.pose(verts, batch["angles"], batch["translation"])
 
-        # reference photo: colours and Eq. 4 scores at the fitted pose (T = 50 px)
+        # reference photo at the fitted pose: T_uv and Eq. 4 scores (T = 50 px), cached or from the crop
         with torch.no_grad():
             fragments, screen, _ = self.renderer.rasterize(world, faces)
-            on_photo = sample_vertices(photo, screen, faces, fragments=fragments)
-        photo_scores = self.scores(on_photo, world, normals, s.vis_threshold_photo)
+            if "t_uv" in batch and "photo_scores" in batch:
+                t_uv, photo_scores = batch["t_uv"], batch["photo_scores"]
+            else:
+                on_photo = sample_vertices(photo, screen, faces, fragments=fragments)
+                t_uv = on_photo.colors
+                photo_scores = self.scores(on_photo, world, normals, s.vis_threshold_photo, s.render_size)
 
-        # synthetic views of T_coarse, their GAN inversions, resampled per vertex
-        angles_v, trans_v = view_poses(s.views, b, photo.device, photo.dtype)
+        # synthetic views of T_coarse (unlit, grey background), their GAN inversions, resampled per vertex
+        angles_v, trans_v = view_poses(s.views, batch["translation"])
         world_v, normals_v = self.pose(verts.repeat_interleave(n, dim=0), angles_v, trans_v)
         with torch.no_grad():
-            views = self.renderer.render(world_v, faces, coarse.repeat_interleave(n, dim=0))
-        inverted = self.invert(views.image)  # (B·N,3,S,S)
+            views = self.view_renderer.render(world_v, faces, coarse.repeat_interleave(n, dim=0))
+        inverted = self.invert(views.image)  # (B·N,3,H,W)
         on_views = sample_vertices(inverted, views.screen, faces, fragments=views.fragments)
-        view_scores = self.scores(on_views, world_v, normals_v, s.vis_threshold_view)
+        view_scores = self.scores(on_views, world_v, normals_v, s.vis_threshold_view, s.view_size)
 
         # Eq. 5–6 per photo: T_refine
         refined, notes = [], []
         for i in range(b):
-            result = stitch(self.solver, on_photo.colors[i], photo_scores[i], on_views.colors[i * n:(i + 1) * n],
+            result = stitch(self.solver, t_uv[i], photo_scores[i], on_views.colors[i * n:(i + 1) * n],
                             view_scores[i * n:(i + 1) * n], fallback=coarse[i])
             refined.append(result.colors)
             notes += [note for note in result.notes if note not in notes]
@@ -273,19 +286,21 @@ class InversionPath(nn.Module):
         render = interpolate(fragments, faces, refined).permute(0, 3, 1, 2)
         mask = batch["mask"] * fragments.mask[:, None].to(refined.dtype)
         blended = blend_face(render, photo, mask)
-        id_renders, id_points = self.identity_renders(refined, normals, batch, gen)
+        id_renders, id_points = self.identity_renders(verts, refined, normals, batch, gen)
+        size = s.view_size
         return PathOutputs(photo, mask, blended, id_renders, id_points, self.bake_uv(refined),
-                           views.image.view(b, n, 3, *photo.shape[-2:]), inverted.view(b, n, 3, *photo.shape[-2:]),
+                           views.image.view(b, n, 3, size, size), inverted.view(b, n, 3, size, size),
                            refined, tuple(notes))
 
-    def identity_renders(self, refined: Tensor, normals_fit: Tensor, batch: Mapping[str, Tensor],
+    def identity_renders(self, verts: Tensor, refined: Tensor, normals_fit: Tensor, batch: Mapping[str, Tensor],
                          gen: torch.Generator | None) -> tuple[Tensor, Tensor]:
         """Eq. 9's K renders of T_refine per photo under random pose, expression and lighting.
 
-        Yaw and pitch are uniform in ±``max_yaw`` / ±``max_pitch`` (face centred as the synthetic
-        views), expression coefficients N(0, ``expression_scale``²) replace the fitted ones, and
-        the fitted SH coefficients get an N(0, ``light_scale``²) perturbation (:func:`relight`).
-        Draws come from ``gen`` (the step's generator) so a resumed run repeats them.
+        Yaw and pitch are uniform in ±``max_yaw`` / ±``max_pitch`` (face centred like the synthetic
+        views), a random expression N(0, ``expression_scale``²) in the model's expression basis is
+        added to the fitted shape (none for a model without one), and the fitted SH coefficients
+        get an N(0, ``light_scale``²) perturbation (:func:`relight`). Draws come from ``gen`` (the
+        step's generator) so a resumed run repeats them.
 
         Returns:
             renders (B,K,3,S,S) and their 5 landmarks (B,K,5,2) in px.
@@ -298,16 +313,14 @@ class InversionPath(nn.Module):
         yaw, pitch = uniform[:, 0] * s.max_yaw, uniform[:, 1] * s.max_pitch
         angles = torch.deg2rad(torch.stack([pitch, yaw, torch.zeros_like(yaw)], dim=-1))
         translation = torch.zeros(b * k, 3, device=device, dtype=dtype)
-        exp = None
+        translation[:, 2] = batch["translation"][:, 2].repeat_interleave(k)
+        verts_k = verts.repeat_interleave(k, dim=0)
         if self.model.n_exp:
             exp = torch.randn(b * k, self.model.n_exp, generator=gen, device=cpu).to(device, dtype)
-            exp = exp * s.expression_scale
-        shape_id = batch.get("id")
-        verts = self.model.shape(None if shape_id is None else shape_id.repeat_interleave(k, dim=0), exp)
-        verts = verts.expand(b * k, -1, -1)
+            verts_k = verts_k + torch.einsum("vck,bk->bvc", self.model.exp_base, exp * s.expression_scale)
         gamma_fit = batch["gamma"].repeat_interleave(k, dim=0)
         noise = torch.randn(b * k, gamma_fit.shape[-1], generator=gen, device=cpu).to(device, dtype)
-        world, normals = self.pose(verts, angles, translation)
+        world, normals = self.pose(verts_k, angles, translation)
         colors = relight(refined.repeat_interleave(k, dim=0), normals_fit.repeat_interleave(k, dim=0), gamma_fit,
                          normals, gamma_fit + noise * s.light_scale, s.min_irradiance)
         rendering = self.renderer.render(world, self.model.triangles, colors)

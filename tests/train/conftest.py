@@ -69,7 +69,7 @@ def synthetic_photos(model, count: int = 3, size: int = 64, seed: int = 0) -> li
         photo = photo * mask + background * (1 - mask)
         coarse = 0.5 * true + 0.25 + 0.05 * torch.randn(true.shape, generator=gen)
         items.append({
-            "photo": photo, "mask": mask, "id": torch.zeros(model.n_id), "exp": torch.zeros(model.n_exp),
+            "photo": photo, "mask": mask, "vertices": model.mean_shape.clone(),
             "angles": angles[0], "translation": translation[0], "gamma": torch.zeros(27),
             "coarse": coarse.clamp(0, 1), "points5": five_points(model.landmarks(screen[..., :2]))[0],
         })
@@ -91,7 +91,7 @@ def tiny_networks(seed: int = 0):
     return encoder, generator, latent_avg[None].expand(generator.n_latent, -1).clone()
 
 
-TINY_PATH = dict(render_size=64, encoder_size=32, texture_size=32, identity_renders=2)
+TINY_PATH = dict(render_size=64, view_size=64, encoder_size=32, texture_size=32, identity_renders=2)
 
 
 @pytest.fixture(autouse=True)

@@ -118,3 +118,12 @@ def test_five_points():
     points = P.five_points(landmarks)
     assert points.shape == (5, 2)
     assert torch.equal(points[0], torch.tensor([1.0, 0.0])) and torch.equal(points[2], torch.tensor([5.0, 5.0]))
+
+
+def test_cached_photo_samples_are_used(tiny_path, batch, face_model):
+    """With cached T_uv seen everywhere (score 1), every triangle takes the photo's (zero) gradients
+    and every vertex is anchored to it: T_refine is exactly the cached colour."""
+    v = face_model.num_vertices
+    cached = dict(batch, t_uv=torch.full((2, v, 3), 0.3), photo_scores=torch.ones(2, v))
+    out = tiny_path(cached, torch.Generator().manual_seed(0))
+    assert torch.allclose(out.refined, torch.full_like(out.refined, 0.3), atol=1e-5)
