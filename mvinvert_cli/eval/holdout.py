@@ -97,6 +97,16 @@ def split(verts_photo: torch.Tensor, verts_turned: torch.Tensor, faces: torch.Te
     return HoldoutSplit(yaw_deg=yaw_deg, hidden=hidden, keep=visible & ~hidden, region=region)
 
 
+def hidden_pixels(verts_screen: torch.Tensor, faces: torch.Tensor, hidden: torch.Tensor,
+                  image_size: tuple[int, int], margin: int = 2) -> torch.Tensor:
+    """bool (H, W): pixels where any hidden vertex contributes (interpolated indicator > 0), grown by
+    ``margin`` px — what a method must not see (wider than :func:`hidden_region`, which is scored)."""
+    fragments = rasterize(verts_screen[None], faces, image_size)
+    touched = interpolate(fragments, faces, hidden.to(verts_screen.dtype)[None, :, None])[0, ..., 0] > 0
+    size = 2 * margin + 1
+    return torch.nn.functional.max_pool2d(touched[None, None].float(), size, stride=1, padding=margin)[0, 0] > 0
+
+
 # ----------------------------------------------------------------------------- model-free baselines
 
 def statistical_fill(colours: torch.Tensor, keep: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:

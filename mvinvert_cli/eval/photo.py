@@ -53,11 +53,12 @@ class EvalInputs:
         t_uv: (V, 3) colours sampled from the photo (T_uv).
         visible: bool (V,) z-buffer visibility in the photo.
         photo_scores: (V,) Eq. 4 scores of the photo (> 0 = used as seen).
-        t_pca: (V, 3) the statistical texture as the coarse stage uses it (lit, photo colour space).
         mirror_ids: (V,) long mirror vertex across the model's x = 0 plane.
         final: (V, 3) the recovery's final per-vertex texture (T_refine, or T_coarse if not refined).
-        refill: photo scores (V,) → {"coarse": (V,3), "full": (V,3), "full_is": str} — the pipeline's
-            texture stages re-run on those scores (the hold-out's "recover from the rest").
+        refill: :class:`~mvinvert_cli.eval.holdout.HoldoutSplit` → {"statistical", "coarse", "full": (V, 3),
+            "full_is": str}: the pipeline re-run blind to the hidden part ("recover from the rest") —
+            the statistical texture (lit, photo colour space) estimated without the hidden pixels,
+            T_coarse and the final texture with the hidden vertices' photo scores zeroed.
         notes: remarks carried into the CSV (degraded stages).
     """
 
@@ -73,7 +74,6 @@ class EvalInputs:
     t_uv: torch.Tensor
     visible: torch.Tensor
     photo_scores: torch.Tensor
-    t_pca: torch.Tensor
     mirror_ids: torch.Tensor
     final: torch.Tensor
     refill: Refill
@@ -132,14 +132,14 @@ def evaluate_photo(inputs: EvalInputs, identity_net: Any = None, yaw: float = ho
         split = holdout.split(screen, turned, inputs.faces, inputs.visible, size, turn, inputs.face_mask)
         row.update(holdout_yaw_deg=turn, holdout_pixels=split.region_pixels,
                    holdout_hidden_vertices=int(split.hidden.sum()))
-        kept_scores = inputs.photo_scores * (~split.hidden).to(inputs.photo_scores.dtype)
-        keep = kept_scores > 0
-        mirror, mirrored = holdout.mirror_fill(inputs.t_uv, keep, inputs.mirror_ids, inputs.t_pca)
+        keep = (inputs.photo_scores > 0) & ~split.hidden
+        refilled = inputs.refill(split)
+        prior = refilled["statistical"]
+        mirror, mirrored = holdout.mirror_fill(inputs.t_uv, keep, inputs.mirror_ids, prior)
         hidden_count = int(split.hidden.sum())
         row["mirror_found"] = round(int((mirrored & split.hidden).sum()) / hidden_count, 4) if hidden_count else math.nan
-        refilled = inputs.refill(kept_scores)
         row["full_is"] = refilled["full_is"]
-        fills = {"statistical": holdout.statistical_fill(inputs.t_uv, keep, inputs.t_pca), "mirror": mirror,
+        fills = {"statistical": holdout.statistical_fill(inputs.t_uv, keep, prior), "mirror": mirror,
                  "coarse": refilled["coarse"], "full": refilled["full"], CEILING: inputs.t_uv}
         region = split.region
         for method in (*HOLDOUT_METHODS, CEILING):

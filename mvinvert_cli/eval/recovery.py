@@ -1,7 +1,9 @@
 """Adapter from the pipeline's :class:`~mvinvert_cli.pipeline.Recovery` to :class:`EvalInputs`.
 
-The hold-out's "recover from the rest" re-runs the pipeline's texture stages with the hidden vertices'
-photo scores set to zero: T_coarse through :func:`~mvinvert_cli.texture.coarse.coarse_texture` with the
+The hold-out's "recover from the rest" re-runs the pipeline's stages blind to the hidden part: the fit's
+statistical texture is re-estimated with the hidden pixels removed from the face mask (the default
+model's T_pca copies visible photo colours; a PCA fit's photometric term sees them), and the texture
+stages get the hidden vertices' photo scores set to zero: T_coarse through :func:`~mvinvert_cli.texture.coarse.coarse_texture` with the
 Recoverer's Poisson solver, and, when the Recoverer has an inverter, the refine stage (render views of
 that T_coarse → invert → resample → stitch) through the Recoverer's own stage methods. Without an
 inverter (the embedded defaults) "full" is T_coarse, and the row says so (``full_is``).
@@ -9,6 +11,7 @@ inverter (the embedded defaults) "full" is T_coarse, and the row says so (``full
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +21,13 @@ import torch
 from ..align.observation import transform_points
 from ..io.images import load_image
 from ..morphable.camera import Camera
+from .holdout import HoldoutSplit, hidden_pixels
 from .photo import EvalInputs
 
 
 def inputs_from_recovery(recovery: Any, recoverer: Any, name: str) -> EvalInputs:
     """Gather the tensors :func:`~mvinvert_cli.eval.photo.evaluate_photo` needs from one recovery."""
+    from ..morphable.fit import shade
     from ..morphable.model import mirror_vertex_ids
     from ..texture.coarse import coarse_texture
     from ..texture.sample import sample_vertices
@@ -43,19 +48,25 @@ def inputs_from_recovery(recovery: Any, recoverer: Any, name: str) -> EvalInputs
         mirror_ids = torch.from_numpy(mirror_vertex_ids(model.mean_shape.detach().cpu().numpy())).to(device)
     points5 = torch.from_numpy(transform_points(obs.crop_matrix, obs.points5)).to(device)
 
-    def refill(hidden: torch.Tensor) -> dict[str, Any]:
-        keep = (~hidden).to(recovery.coarse_scores.dtype)
+    def refill(split: HoldoutSplit) -> dict[str, Any]:
+        # the statistical texture is re-estimated blind to the hidden pixels: the default model's
+        # T_pca copies visible photo colours, and a PCA fit's photometric term sees them too
+        blind = face_mask & ~hidden_pixels(screen[0], faces, split.hidden, crop.shape[-2:])
+        refit = recoverer.fitter.fit(replace(obs, crop_face_mask=blind.cpu().numpy()))
+        t_pca = shade(refit.t_pca[None], refit.world_normals[None], refit.gamma[None])[0].clamp(0, 1)
+        keep = (~split.hidden).to(recovery.coarse_scores.dtype)
         t_coarse = coarse_texture(recoverer.solver, recovery.t_uv, recovery.coarse_scores * keep,
-                                  recovery.t_pca).colors.clamp(0, 1)
+                                  t_pca).colors.clamp(0, 1)
         if recoverer.inverter is None:
-            return {"coarse": t_coarse, "full": t_coarse, "full_is": f"coarse ({recoverer.refine_note})"}
-        return {"coarse": t_coarse, "full": _refine(recoverer, recovery, t_coarse, recovery.photo_scores * keep),
-                "full_is": "refined"}
+            full, full_is = t_coarse, f"coarse ({recoverer.refine_note})"
+        else:
+            full, full_is = _refine(recoverer, recovery, t_coarse, recovery.photo_scores * keep), "refined"
+        return {"statistical": t_pca, "coarse": t_coarse, "full": full, "full_is": full_is}
 
     return EvalInputs(
         name=name, crop=crop, face_mask=face_mask, points5=points5, verts_model=fit.vertices, faces=faces,
         angles=fit.angles, translation=fit.translation, camera=camera, t_uv=recovery.t_uv, visible=visible,
-        photo_scores=recovery.coarse_scores, t_pca=recovery.t_pca, mirror_ids=mirror_ids.to(device),
+        photo_scores=recovery.coarse_scores, mirror_ids=mirror_ids.to(device),
         final=recovery.colors, refill=refill, notes=tuple(recovery.degraded),
     )
 

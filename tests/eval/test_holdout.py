@@ -105,3 +105,13 @@ def test_empty_region_scores_nan():
 def test_larger_turn_hides_more(head):
     hidden = [int(_split(head, yaw=yaw)[2].hidden.sum()) for yaw in (30.0, 45.0, 60.0)]
     assert hidden[0] < hidden[1] < hidden[2]
+
+
+def test_hidden_pixels_cover_every_hidden_vertex(head):
+    verts, faces, _ = head
+    photo, _, s = _split(head)
+    blind = holdout.hidden_pixels(photo, faces, s.hidden, SIZE)
+    assert (blind & s.region).sum() == s.region.sum()  # the scored region is inside
+    xy = photo[s.hidden, :2].floor().long()
+    assert blind[xy[:, 1], xy[:, 0]].all()  # every hidden vertex's pixel is masked
+    assert blind.sum() < 0.6 * SIZE[0] * SIZE[1]

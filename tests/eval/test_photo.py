@@ -36,14 +36,14 @@ def _inputs(head, yaw_deg: float = 4.0) -> EvalInputs:
     t_pca = torch.full_like(colours, 0.5)
     solver = PoissonSolver(verts, faces)
 
-    def refill(scores: torch.Tensor) -> dict:
-        coarse = coarse_texture(solver, t_uv, scores, t_pca).colors
-        return {"coarse": coarse, "full": coarse, "full_is": "coarse (refine skipped: test)"}
+    def refill(split: holdout.HoldoutSplit) -> dict:
+        coarse = coarse_texture(solver, t_uv, photo_scores * ~split.hidden, t_pca).colors
+        return {"statistical": t_pca, "coarse": coarse, "full": coarse, "full_is": "coarse (refine skipped: test)"}
 
     return EvalInputs(name="head.png", crop=photo, face_mask=torch.ones(SIZE, SIZE, dtype=torch.bool),
                       points5=torch.tensor([[45.0, 50], [67, 50], [56, 62], [47, 75], [65, 75]]),
                       verts_model=verts, faces=faces, angles=angles, translation=translation, camera=camera,
-                      t_uv=t_uv, visible=visible, photo_scores=photo_scores, t_pca=t_pca, mirror_ids=mirror,
+                      t_uv=t_uv, visible=visible, photo_scores=photo_scores, mirror_ids=mirror,
                       final=t_uv, refill=refill)
 
 
