@@ -79,18 +79,30 @@ def opencv_affine(matrix: np.ndarray) -> np.ndarray:
 def warp_crop(rgb: np.ndarray, matrix: np.ndarray, size: int = CROP_SIZE, cubic: bool = True) -> np.ndarray:
     """Resample ``rgb`` (H, W, C) or (H, W) float32 through ``matrix`` into (size, size[, C]).
 
-    Bicubic (Deep3DFaceRecon resizes with PIL bicubic) or bilinear. Strong down-scales are prefiltered (area resize) so the crop does not alias; outside the photo
-    the crop is black (zero), as in Deep3DFaceRecon's padded crop.
+    Bicubic (Deep3DFaceRecon resizes with PIL bicubic) or bilinear. Only the photo region that
+    the crop sees is touched; strong down-scales are prefiltered (area resize of that region) so
+    the crop does not alias. Outside the photo the crop is black (zero), as in Deep3DFaceRecon's
+    padded crop.
     """
     m = np.asarray(matrix, dtype=np.float64).copy()
-    src = rgb
+    h, w = rgb.shape[:2]
+    # photo-space bounds of the crop square (+ 4 px for the interpolation kernel)
+    inverse = cv2.invertAffineTransform(m)
+    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], dtype=np.float64)
+    seen = corners @ inverse[:, :2].T + inverse[:, 2]
+    x0, y0 = np.clip(np.floor(seen.min(axis=0)).astype(int) - 4, 0, [w, h])
+    x1, y1 = np.clip(np.ceil(seen.max(axis=0)).astype(int) + 4, 0, [w, h])
+    if x1 - x0 < 1 or y1 - y0 < 1:  # the crop lies entirely outside the photo
+        return np.zeros((size, size) + rgb.shape[2:], dtype=np.float32)
+    src = rgb[y0:y1, x0:x1]
+    m[:, 2] += m[:, :2] @ np.array([x0, y0], dtype=np.float64)  # region px → crop px
     scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
-    if scale < 0.5:  # prefilter: shrink the photo by `pre`, fold it into the matrix
+    if scale < 0.5:  # prefilter: shrink the region by `pre`, fold it into the matrix
         pre = min(1.0, 2.0 * scale)
-        h, w = rgb.shape[:2]
-        new_w, new_h = max(1, round(w * pre)), max(1, round(h * pre))
-        src = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_AREA)
-        m[:, :2] = m[:, :2] @ np.diag([w / new_w, h / new_h])
+        rh, rw = src.shape[:2]
+        new_w, new_h = max(1, round(rw * pre)), max(1, round(rh * pre))
+        src = cv2.resize(src, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        m[:, :2] = m[:, :2] @ np.diag([rw / new_w, rh / new_h])
     m_idx = opencv_affine(m)
     flags = cv2.INTER_CUBIC if cubic else cv2.INTER_LINEAR
     out = cv2.warpAffine(src, m_idx, (size, size), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from ..weights import ASSET_BY_KEY, load_checkpoint, load_state_dict_strict, locate
@@ -100,7 +101,7 @@ class FanLandmarker:
         import torch
         from face_alignment.utils import crop, flip, get_preds_fromhm
 
-        rgb8 = rgb if rgb.dtype == np.uint8 else np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        rgb8 = rgb if rgb.dtype == np.uint8 else cv2.convertScaleAbs(rgb, alpha=255.0)  # rounds, saturates
         results = []
         for box, score in self.boxes(rgb8):
             x1, y1, x2, y2 = (float(v) for v in box)

@@ -214,7 +214,7 @@ class MediaPipeLandmarker:
         :data:`FALLBACK_CONFIDENCE`; a face counts only if at least two views agree on it
         (box IoU ≥ 0.5), which rejects the one-off false positives of a low threshold.
         """
-        rgb8 = rgb if rgb.dtype == np.uint8 else np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        rgb8 = rgb if rgb.dtype == np.uint8 else cv2.convertScaleAbs(rgb, alpha=255.0)  # rounds, saturates
         views = (Attempt(), *self.retries)
         for attempt in views:
             faces = self._in_view(self._landmarker, rgb8, attempt)

@@ -79,6 +79,18 @@ def feature_polygons(dense: np.ndarray, shape: tuple[int, int]) -> dict[str, np.
     }
 
 
+def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """float32 (H, W, 3) RGB in [0, 1] → CIE Lab float32 (L 0–100, a and b around 0).
+
+    Through OpenCV's 8-bit table path (several times faster than its float path, and the colour
+    model needs no more than 8-bit precision).
+    """
+    lab = cv2.cvtColor(cv2.convertScaleAbs(rgb, alpha=255.0), cv2.COLOR_RGB2Lab).astype(np.float32)
+    lab[..., 0] *= 100.0 / 255.0
+    lab[..., 1:] -= 128.0
+    return lab
+
+
 def skin_model(lab: np.ndarray, patches: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Skin colour model from sample patches: one centre per patch, one shared robust covariance.
 
@@ -223,7 +235,7 @@ def polygon_face_masks(rgb: np.ndarray, points: np.ndarray) -> dict[str, np.ndar
         disk = np.zeros(shape, dtype=np.uint8)
         cv2.circle(disk, (int(cx), int(cy)), radius, 1, thickness=-1)
         patches.append(disk.astype(bool) & parts["oval"] & ~features)
-    lab = cv2.cvtColor(roi, cv2.COLOR_RGB2Lab)
+    lab = rgb_to_lab(roi)
     skin_like = np.ones(shape, dtype=bool)
     if sum(int(p.sum()) >= 10 for p in patches):
         skin_centres, inv_cov = skin_model(lab, patches)
@@ -236,10 +248,20 @@ def polygon_face_masks(rgb: np.ndarray, points: np.ndarray) -> dict[str, np.ndar
     face = (skin | features) & ~parts["mouth"]
     face = _component_with(face, nose_tip)
     occluder = parts["oval"] & ~skin_like & ~features & ~parts["mouth"]
-    for name, mask in (("face", face), ("skin", skin & face), ("brows", parts["brows"]), ("eyes", parts["eyes"]),
-                       ("nose", parts["nose"]), ("lips", parts["lips"]), ("occluder", occluder)):
-        if scale < 1.0:
-            mask = cv2.resize(mask.astype(np.uint8) * 255, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR) >= 128
+    named = {"face": face, "skin": skin & face, "brows": parts["brows"], "eyes": parts["eyes"],
+             "nose": parts["nose"], "lips": parts["lips"], "occluder": occluder}
+    if scale < 1.0:  # back to photo resolution: the face mask smoothly, the others as one bit-packed image
+        size = (x1 - x0, y1 - y0)
+        named["face"] = cv2.resize(face.astype(np.uint8) * 255, size, interpolation=cv2.INTER_LINEAR) >= 128
+        others = [k for k in named if k != "face"]
+        packed = np.zeros(shape, dtype=np.uint8)
+        for bit, key in enumerate(others):
+            packed |= named[key].astype(np.uint8) << bit
+        packed = cv2.resize(packed, size, interpolation=cv2.INTER_NEAREST)
+        for bit, key in enumerate(others):
+            named[key] = (packed >> bit) & 1 == 1
+        named["skin"] &= named["face"]
+    for name, mask in named.items():
         full[name][y0:y1, x0:x1] = mask
     return full
 
