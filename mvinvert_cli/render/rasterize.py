@@ -1,14 +1,16 @@
 """Screen-space triangle rasteriser (vectorised torch) with PyTorch3D-compatible fragments.
 
 Why our own: PyTorch3D's CPU rasteriser has no binned path and takes ~11 s per 224² frame for a
-35.7k-vertex face on these machines. This one enumerates, for every triangle, the pixel centres
-inside its clipped bounding box as a flat list of (triangle, pixel) candidates — exactly
-``nx·ny`` per triangle via ``repeat_interleave`` (no padding to a bucket size, no Python loop over
-triangles) — evaluates the three edge functions (barycentrics) of each candidate, and keeps the
-nearest covering triangle per pixel with one ``scatter_reduce(amin)`` over a packed 64-bit key
-``float32_bits(depth) << 32 | face``. Depth > 0 makes the float bits monotonic, and equal depths
-are broken by the smaller face index, so the result is deterministic. Candidates are processed in
-chunks of at most ``chunk_size`` so memory stays bounded at 1024² (UV bakes).
+35.7k-vertex face on these machines. This one sets up every triangle at once (clipped pixel box,
+plane equations of its three barycentrics and its depth), buckets triangles by box size (sides
+rounded up to ``BUCKET_EDGES``) and, per bucket, evaluates a dense (triangles × box cells) grid of
+(triangle, pixel-centre) candidates by broadcasting — on CPU as one matrix product of the planes
+with the cells' (px, py, 1) — so there is no Python loop over triangles. Boxes larger than the last
+edge enumerate exactly nx·ny candidates each (``repeat_interleave``). The nearest covering
+triangle per pixel is kept with one ``scatter_reduce(amin)`` over a packed 64-bit key
+``float32_bits(depth) << 32 | face``: depth > 0 makes the float bits monotonic, and equal depths
+go to the smaller face index, so the result is deterministic. Candidates are processed in chunks
+of at most ``chunk_size`` so memory stays bounded at 1024² (UV bakes).
 
 The candidate phase runs without autograd; the barycentrics of the winning triangles are then
 recomputed from ``verts_screen`` so that ``Fragments.bary_coords`` (and therefore
@@ -32,6 +34,7 @@ import torch
 _NO_KEY = torch.iinfo(torch.int64).max  # fill of the packed key buffer: "no face yet"
 DEFAULT_CHUNK = 1 << 21  # (triangle, pixel) candidates evaluated at once (~100 MB peak at 1024²)
 BUCKET_EDGES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)  # box sides evaluated as dense candidate grids
+_GEMM_DEVICES = frozenset({"cpu"})  # coverage tests as a matmul here; elsewhere elementwise (no TF32)
 
 
 class RasterBackend(StrEnum):
@@ -273,7 +276,10 @@ def _candidates(tests, depth_plane, nx, ny, base, face, grid, width, perspective
         col = torch.arange(bw, device=device).repeat(bh)
         py, px = row.to(dtype) + 0.5, col.to(dtype) + 0.5
         centres = torch.stack([px, py, torch.ones_like(px)])  # (3, P)
-        values = (tests.view(-1, 3) @ centres).view(-1, 5, bh * bw)  # (T, 5, P): w0, w1, w2, box x, y
+        if device.type in _GEMM_DEVICES:  # one GEMM: (T·5, 3) @ (3, P)
+            values = (tests.view(-1, 3) @ centres).view(-1, 5, bh * bw)  # (T, 5, P): w0, w1, w2, box x, y
+        else:  # elementwise: exact float32 even where TF32 matmuls are enabled
+            values = tests[..., 0:1] * px + tests[..., 1:2] * py + tests[..., 2:3]
         inside = values.amin(dim=1) >= 0
         flat = torch.nonzero(inside.view(-1)).squeeze(1)
         t = torch.div(flat, bh * bw, rounding_mode="floor")

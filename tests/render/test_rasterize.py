@@ -116,6 +116,17 @@ def test_feature_matches_reference(k, perspective_correct, chunk_size):
     torch.testing.assert_close(got.zbuf, ref.zbuf.float(), atol=1e-5, rtol=1e-5)
 
 
+def test_feature_elementwise_coverage_path_matches_reference(monkeypatch):
+    # The path non-CPU devices take (no GEMM, so TF32 settings cannot blur coverage), run on CPU.
+    import mvinvert_cli.render.rasterize as module
+
+    monkeypatch.setattr(module, "_GEMM_DEVICES", frozenset())
+    verts, faces = random_mesh(2, 20, 40, (17, 23), seed=4)
+    got = rasterize(verts, faces, (17, 23), 2, perspective_correct=True)
+    ref = rasterize_reference(verts, faces, (17, 23), 2, perspective_correct=True)
+    assert torch.equal(got.pix_to_face, ref.pix_to_face)
+
+
 def test_feature_far_from_origin_subpixel_triangles():
     # Tiny triangles near (1000, 1000): local coordinates keep float32 coverage exact.
     verts, faces = random_mesh(1, 60, 80, (6, 6), seed=3)
