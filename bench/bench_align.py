@@ -1,9 +1,11 @@
 """Benchmark: default alignment (MediaPipe) + parsing (polygon) of one 1024² photo.
 
 Goal (issue 3): median under 0.3 s on 2 CPU cores. Prints model load times once, then per-stage
-medians and interquartile ranges over repeats, and the total against the goal.
+medians and interquartile ranges over repeats, and the total against the goal. With ``--bisenet``
+it also times the full-size BiSeNet parser (random weights: the cost is the same as with
+79999_iter.pth) and prints its ratio to the polygon parser.
 
-    .venv/bin/python bench/bench_align.py [photo] [--repeats N]
+    .venv/bin/python bench/bench_align.py [photo] [--repeats N] [--bisenet]
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("photo", nargs="?", default=str(DEFAULT_PHOTO))
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--bisenet", action="store_true", help="also time the full-size BiSeNet parser")
     args = ap.parse_args()
 
     import torch
@@ -66,6 +69,21 @@ def main() -> None:
     print(f"align  {_stats(align_t)}")
     print(f"parse  {_stats(parse_t)}")
     print(f"total  {_stats(total_t)}   goal {GOAL_S * 1e3:.0f} ms: {float(np.median(total_t)) / GOAL_S:.2f}x of budget")
+    if args.bisenet:
+        from mvinvert_cli.parse.bisenet import BiSeNet, parse_photo
+        from mvinvert_cli.parse.masks import fill_hull
+
+        torch.manual_seed(0)
+        net = BiSeNet().eval()
+        oval = fill_hull(obs.dense[:468, :2], photo.rgb.shape[:2])
+        parse_photo(net, photo.rgb, obs.box, oval)  # warm-up
+        bisenet_t = []
+        for _ in range(max(3, args.repeats // 3)):
+            a = time.perf_counter()
+            parse_photo(net, photo.rgb, obs.box, oval)
+            bisenet_t.append(time.perf_counter() - a)
+        ratio = float(np.median(bisenet_t)) / float(np.median(parse_t))
+        print(f"bisenet {_stats(bisenet_t)}   ({ratio:.1f}x the polygon parser, 512² on CPU)")
 
 
 if __name__ == "__main__":

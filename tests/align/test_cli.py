@@ -54,3 +54,9 @@ def test_no_face_is_one_line(tmp_path, capsys):
 def test_unknown_backend_is_usage_error(examples_dir, tmp_path):
     code = main(["align", str(examples_dir / "skimage_astronaut.png"), "-o", str(tmp_path / "o"), "--aligner", "dlib"])
     assert code == ExitCode.USAGE
+
+
+def test_missing_bisenet_is_weights_error(examples_dir, tmp_path, capsys):
+    code = main(["align", str(examples_dir / "skimage_astronaut.png"), "-o", str(tmp_path / "o"), "--parser", "bisenet"])
+    err = capsys.readouterr().err.strip()
+    assert code == ExitCode.WEIGHTS and len(err.splitlines()) == 1 and "79999_iter.pth" in err

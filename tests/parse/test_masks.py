@@ -89,3 +89,24 @@ def test_polygon_parser_on_photo(examples_dir):
     assert not (face & ~hull).any() and face.sum() > 0.7 * (hull.sum() - obs.masks["occluder"].sum()) * 0.8
     assert {"skin", "brows", "eyes", "nose", "lips", "occluder"} == set(obs.masks)
     assert 0.2 < obs.crop_face_mask.mean() < 0.8
+
+
+def test_polygon_parser_from_68_landmarks(examples_dir):
+    """Without dense points (FAN aligner) the polygon parser works from the 68 landmarks."""
+    from dataclasses import replace
+
+    from mvinvert_cli.align import Aligner
+    from mvinvert_cli.io.images import load_image
+    from mvinvert_cli.parse import FaceParser
+
+    obs = Aligner("mediapipe").align(load_image(examples_dir / "skimage_astronaut.png"))
+    parser = FaceParser("polygon")
+    dense_result = parser.parse(obs)
+    ibug_result = parser.parse(replace(obs, dense=None))
+    assert any("68 landmarks" in n for n in ibug_result.notes)
+    lm = obs.landmarks
+    assert ibug_result.face_mask[int(lm[30, 1]), int(lm[30, 0])]
+    forehead = (lm[21] + lm[22]) / 2 - np.array([0, 0.15 * (lm[8, 1] - lm[27, 1])])
+    assert ibug_result.face_mask[int(forehead[1]), int(forehead[0])]  # the lifted oval covers the forehead
+    a, b = dense_result.face_mask, ibug_result.face_mask
+    assert (a & b).sum() / (a | b).sum() > 0.6  # both describe the same face region
