@@ -84,7 +84,7 @@ class Summary:
         recon_n: photos with reconstruction scores; id_backend: identity network used (or a reason).
         holdout: {method: {metric: mean, "n": count, "d_psnr": mean per-photo PSNR − mirror's,
             "l1_ratio": mean L1 / mirror's mean L1, "wins": photos whose PSNR beats mirror's}}.
-        holdout_yaw: the turn used; full_is: what "full" was on these runs.
+        holdout_yaw: |turn| in degrees (its sign is per photo, in eval.csv); full_is: what "full" was.
     """
 
     photos: int = 0
@@ -105,7 +105,7 @@ def summarise(rows: Sequence[dict[str, Any]]) -> Summary:
     summary.recon_n = len(_finite(ok, column("recon", "psnr")))
     summary.id_backend = next((str(r["id_backend"]) for r in ok if r.get("id_backend")), "")
     held = [r for r in ok if isinstance(r.get("holdout_pixels"), int) and r["holdout_pixels"] > 0]
-    summary.holdout_yaw = next((r["holdout_yaw_deg"] for r in held), None)
+    summary.holdout_yaw = next((abs(r["holdout_yaw_deg"]) for r in held), None)
     summary.full_is = ", ".join(sorted({str(r.get("full_is")) for r in held if r.get("full_is")}))
     base_l1 = _mean(_finite(held, column("holdout", "l1", BASELINE)))
     for method in (*HOLDOUT_METHODS, CEILING):
@@ -143,7 +143,7 @@ def summary_tables(summary: Summary) -> list[tuple[str, list[str], list[list[str
                      _num(s.get("l1_ratio", math.nan), 3),
                      "—" if method == BASELINE else f"{int(s.get('wins', 0))}/{int(s.get('n', 0))}"])
     yaw = "—" if summary.holdout_yaw is None else f"{summary.holdout_yaw:g}°"
-    title = f"Occlusion hold-out, hidden region at yaw {yaw}, scored against the photo"
+    title = f"Occlusion hold-out: what a {yaw} turn self-occludes, recovered from the rest, scored against the photo"
     if summary.full_is:
         title += f" (full = {summary.full_is})"
     holdout = (title, ["method", "n", "L1", "PSNR dB", "SSIM", "ΔPSNR vs mirror", "L1 / mirror", "beats mirror"],

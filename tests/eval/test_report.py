@@ -42,7 +42,7 @@ def test_summary_arithmetic():
     assert math.isnan(s.recon["id_cos"])
     assert s.holdout_yaw == 45.0 and "refine skipped" in s.full_is
     titles = [t for t, _, _ in report.summary_tables(s)]
-    assert "yaw 45°" in titles[1]
+    assert "45° turn" in titles[1]
 
 
 def test_csv_roundtrip(tmp_path):
