@@ -243,8 +243,8 @@ def _nearest_faces(
                 pixel, key = _candidates(
                     tests.index_select(0, part),
                     depth_plane.index_select(0, part),
-                    nx.index_select(0, part),
-                    ny.index_select(0, part),
+                    None if grid else nx.index_select(0, part),  # grids test the box in ``tests``
+                    None if grid else ny.index_select(0, part),
                     base.index_select(0, part),
                     face_of.index_select(0, part),
                     grid,
@@ -264,7 +264,8 @@ def _nearest_faces(
 def _candidates(tests, depth_plane, nx, ny, base, face, grid, width, perspective_correct):
     """(pixel, key) of the covered candidates of one chunk of T triangles.
 
-    tests (T, 5, 3) and depth_plane (T, 3) from ``_triangle_setup``, nx, ny (T,) float box sizes, base (T,) flat index of
+    tests (T, 5, 3) and depth_plane (T, 3) from ``_triangle_setup``, nx, ny (T,) float box sizes
+    (only for grid None), base (T,) flat index of
     the box corner, face (T,) face ids. grid = (bh, bw): evaluate a dense (T, bh·bw) candidate grid
     (boxes fit in it) as one matrix product of the tests with the grid's (px, py, 1); None:
     enumerate exactly nx·ny candidates per triangle.
@@ -344,6 +345,9 @@ def pixel_barycentrics(
     """
     n_mesh, height, width, k = pix_to_face.shape
     dtype, device = verts_screen.dtype, verts_screen.device
+    if faces.shape[0] == 0 or verts_screen.shape[1] == 0:  # nothing drawn
+        bary = verts_screen.new_zeros((*pix_to_face.shape, 3))
+        return bary, verts_screen.new_full(pix_to_face.shape, -1.0)
     valid = (pix_to_face >= 0).reshape(-1)
     corner = _face_corners(pix_to_face, faces, verts_screen.shape[1])
     columns = verts_screen.reshape(-1, 3).T  # (3, N·V): x, y, depth rows
@@ -390,6 +394,8 @@ def interpolate(fragments: Fragments, faces: torch.Tensor, attributes: torch.Ten
         raise ValueError(f"attributes must be (N={n_mesh}, V, C), got {tuple(attributes.shape)}")
     channels = attributes.shape[2]
     faces = faces.to(device=attributes.device, dtype=torch.long)
+    if faces.shape[0] == 0 or attributes.shape[1] == 0:  # nothing drawn
+        return attributes.new_zeros((n_mesh, height, width, channels))
     corner = _face_corners(pix_to_face, faces, attributes.shape[1])  # (3, P)
     table = attributes.reshape(-1, channels)  # (N·V, C)
     bary = fragments.bary_coords[..., 0, :].reshape(-1, 3).to(attributes.dtype)  # (P, 3), 0 on background

@@ -114,7 +114,7 @@ class Renderer:
         fragments, screen, backend = self.rasterize(vertices, faces)
         if uvs.ndim == 2:
             uvs = uvs.expand(vertices.shape[0], -1, -1)
-        uv = interpolate(fragments, faces, uvs.to(vertices.dtype))  # (B, H, W, 2)
+        uv = interpolate(fragments, faces, uvs.to(vertices))  # (B, H, W, 2)
         grid = torch.stack([2 * uv[..., 0] - 1, 1 - 2 * uv[..., 1]], dim=-1)  # align_corners=False
         colors = F.grid_sample(
             texture, grid.to(texture.dtype), mode="bilinear", padding_mode="border", align_corners=False

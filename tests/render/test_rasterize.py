@@ -161,6 +161,14 @@ def test_gradcheck_interpolate():
     assert torch.autograd.gradcheck(run, (verts, attrs), eps=1e-6, atol=1e-6)
 
 
+def test_feature_empty_mesh():
+    verts = torch.rand(2, 5, 3) + 1
+    no_faces = torch.zeros(0, 3, dtype=torch.long)
+    frags = rasterize(verts, no_faces, (4, 5))
+    assert (frags.pix_to_face == -1).all() and (frags.zbuf == -1).all() and (frags.bary_coords == 0).all()
+    assert (interpolate(frags, no_faces, torch.rand(2, 5, 3)) == 0).all()
+
+
 def test_exception():
     with pytest.raises(ValueError):
         rasterize(RIGHT[0], ONE_FACE, (4, 4))
