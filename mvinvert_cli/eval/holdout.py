@@ -78,8 +78,8 @@ def hidden_region(fragments: Fragments, faces: torch.Tensor, hidden: torch.Tenso
 
 
 def split(verts_photo: torch.Tensor, verts_turned: torch.Tensor, faces: torch.Tensor, visible: torch.Tensor,
-          image_size: tuple[int, int], yaw_deg: float = DEFAULT_YAW,
-          face_mask: torch.Tensor | None = None) -> HoldoutSplit:
+          image_size: tuple[int, int], yaw_deg: float = DEFAULT_YAW, face_mask: torch.Tensor | None = None,
+          fragments: Fragments | None = None) -> HoldoutSplit:
     """The hold-out of one photo.
 
     Args:
@@ -89,19 +89,22 @@ def split(verts_photo: torch.Tensor, verts_turned: torch.Tensor, faces: torch.Te
         visible: bool (V,) the pipeline's photo visibility (what a recovery normally uses).
         image_size: (H, W) crop size the region is defined on.
         face_mask: bool (H, W) face region of the crop, or None.
+        fragments: an existing rasterisation of ``verts_photo`` at ``image_size`` (else made here).
     """
     visible_turned = zbuffer_visible(verts_turned, faces, image_size)
     hidden = visible & ~visible_turned
-    fragments = rasterize(verts_photo[None], faces, image_size)
+    if fragments is None:
+        fragments = rasterize(verts_photo[None], faces, image_size)
     region = hidden_region(fragments, faces, hidden, face_mask)
     return HoldoutSplit(yaw_deg=yaw_deg, hidden=hidden, keep=visible & ~hidden, region=region)
 
 
 def hidden_pixels(verts_screen: torch.Tensor, faces: torch.Tensor, hidden: torch.Tensor,
-                  image_size: tuple[int, int], margin: int = 2) -> torch.Tensor:
+                  image_size: tuple[int, int], margin: int = 2, fragments: Fragments | None = None) -> torch.Tensor:
     """bool (H, W): pixels where any hidden vertex contributes (interpolated indicator > 0), grown by
     ``margin`` px — what a method must not see (wider than :func:`hidden_region`, which is scored)."""
-    fragments = rasterize(verts_screen[None], faces, image_size)
+    if fragments is None:
+        fragments = rasterize(verts_screen[None], faces, image_size)
     touched = interpolate(fragments, faces, hidden.to(verts_screen.dtype)[None, :, None])[0, ..., 0] > 0
     size = 2 * margin + 1
     return torch.nn.functional.max_pool2d(touched[None, None].float(), size, stride=1, padding=margin)[0, 0] > 0

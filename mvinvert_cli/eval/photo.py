@@ -129,7 +129,7 @@ def evaluate_photo(inputs: EvalInputs, identity_net: Any = None, yaw: float = ho
     if row["near_frontal"]:
         turn = -math.copysign(abs(yaw), fitted_yaw) if fitted_yaw != 0 else abs(yaw)
         turned = inputs.screen(holdout.turned_angles(inputs.angles, turn))
-        split = holdout.split(screen, turned, inputs.faces, inputs.visible, size, turn, inputs.face_mask)
+        split = holdout.split(screen, turned, inputs.faces, inputs.visible, size, turn, inputs.face_mask, fragments)
         row.update(holdout_yaw_deg=turn, holdout_pixels=split.region_pixels,
                    holdout_hidden_vertices=int(split.hidden.sum()))
         keep = (inputs.photo_scores > 0) & ~split.hidden

@@ -38,7 +38,8 @@ def inputs_from_recovery(recovery: Any, recoverer: Any, name: str) -> EvalInputs
     crop = obs.crop_tensor(device)[0]
     faces = model.triangles
     screen = camera.project(fit.world_vertices[None])
-    visible = sample_vertices(crop[None], screen, faces).visible[0]
+    sampled = sample_vertices(crop[None], screen, faces)
+    visible = sampled.visible[0]
     if obs.crop_face_mask is not None:
         face_mask = torch.from_numpy(np.ascontiguousarray(obs.crop_face_mask)).to(device)
     else:
@@ -51,7 +52,8 @@ def inputs_from_recovery(recovery: Any, recoverer: Any, name: str) -> EvalInputs
     def refill(split: HoldoutSplit) -> dict[str, Any]:
         # the statistical texture is re-estimated blind to the hidden pixels: the default model's
         # T_pca copies visible photo colours, and a PCA fit's photometric term sees them too
-        blind = face_mask & ~hidden_pixels(screen[0], faces, split.hidden, crop.shape[-2:])
+        blind = face_mask & ~hidden_pixels(screen[0], faces, split.hidden, crop.shape[-2:],
+                                             fragments=sampled.fragments)
         refit = recoverer.fitter.fit(replace(obs, crop_face_mask=blind.cpu().numpy()))
         t_pca = shade(refit.t_pca[None], refit.world_normals[None], refit.gamma[None])[0].clamp(0, 1)
         keep = (~split.hidden).to(recovery.coarse_scores.dtype)
