@@ -651,9 +651,11 @@ class Fitter:
         """SH lighting γ (27,) and T_pca (V, 3) from the visible skin colours (default model).
 
         colour_c(v) = a_c·Y(n_v)·(γ_c + ambient): a least-squares fit of L_c = a_c(γ_c + ambient) on the
-        visible skin vertices, with the convention γ_c,0 = 0 (so a_c = L_c,0 / 0.8, the mean skin
-        albedo). T_pca = colour / shading where visible, the mirror vertex's value where only it is
-        visible, a_c elsewhere.
+        visible skin vertices, with the convention γ_c,0 = 0 (so a_c = L_c,0 / 0.8); the light is then
+        made monochrome (γ averaged over channels, colour left to the albedo) and, if needed, brighter
+        so that 99 % of the visible skin albedo stays ≤ 1 (no clipped channel). T_pca = colour / shading
+        where visible, the mirror vertex's value where only it is visible, and the median visible skin
+        albedo (the skin-tone prior) elsewhere.
         """
         from ..texture.sample import sample_vertices
 
@@ -678,12 +680,19 @@ class Fitter:
             ridge = torch.diag(y.new_tensor([0.0] + [1e-3] * 8)) * len(y)
             light = torch.linalg.solve(y.T @ y + ridge, y.T @ colors[fit_ids].double())  # (9, 3)
             tone = (light[0] / lighting.AMBIENT).clamp(min=1e-3)
-            gamma_c = light.T / tone[:, None]  # (3, 9) = γ_c + ambient
+            gamma_c = light.T / tone[:, None]  # (3, 9) = γ_c + ambient, DC = ambient
             gamma_c[:, 0] -= lighting.AMBIENT
-            gamma = gamma_c.reshape(-1).float()
-            tone = tone.float()
+            gamma = gamma_c.mean(0).repeat(3).float()  # monochrome light (Deep3DFaceRecon gamma prior)
         shading = lighting.shade(torch.ones_like(normals), normals, gamma[None])[0].clamp(min=0.05)  # (V, 3)
+        skin_seen = visible & model.skin_mask
+        if int(skin_seen.sum()) >= 50:  # brighten the light until 99 % of the skin albedo fits in [0, 1]
+            excess = float(torch.quantile((colors / shading)[skin_seen].max(1).values, 0.99))
+            if excess > 1.0:
+                gamma = gamma * excess
+                gamma[0::9] += lighting.AMBIENT * (excess - 1.0)
+                shading = shading * excess
         own = (colors / shading).clamp(0, 1)
+        tone = own[skin_seen].median(0).values if int(skin_seen.sum()) >= 50 else tone.float()
         fill = tone.clamp(0, 1).expand_as(own)
         mirror_visible = visible[model.mirror_ids] if model.mirror_ids is not None else torch.zeros_like(visible)
         mirrored = own[model.mirror_ids] if model.mirror_ids is not None else fill
@@ -691,3 +700,24 @@ class Fitter:
         notes.append(f"T_pca: {int(visible.sum())} visible, {int((~visible & mirror_visible).sum())} mirrored, "
                      f"{int((~visible & ~mirror_visible).sum())} skin-tone vertices")
         return gamma, t_pca, notes
+
+
+def render_overlay(model: MorphableModel, result: FitResult, crop: torch.Tensor, textured: bool,
+                   grey: float = 0.7) -> torch.Tensor:
+    """The fitted face drawn over the crop (Deep3DFaceRecon-style check image).
+
+    Args:
+        model: the fitted model (for triangles); result: its fit.
+        crop: (1, 3, S, S) the fitting crop in [0, 1].
+        textured: shade T_pca (True) or a uniform ``grey`` albedo (False) with the fitted SH light.
+
+    Returns:
+        (1, 3, S, S) in [0, 1]: the shaded render where the face covers a pixel, the crop elsewhere.
+    """
+    from ..render.renderer import Renderer
+
+    albedo = result.t_pca if textured else torch.full_like(result.t_pca, grey)
+    albedo = torch.nan_to_num(albedo, nan=grey)
+    colors = lighting.shade(albedo[None], result.world_normals[None], result.gamma[None])
+    rendering = Renderer(size=crop.shape[-1]).render(result.world_vertices[None], model.triangles, colors)
+    return (rendering.image.clamp(0, 1) * rendering.alpha + crop * (1 - rendering.alpha)).clamp(0, 1)
