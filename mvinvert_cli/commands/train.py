@@ -50,6 +50,10 @@ def command(
     identity_renders: Annotated[int, typer.Option("--identity-renders", min=1, help="K random renders of Eq. 9.")] = 2,
     iterations: Annotated[int, typer.Option("--iterations", min=1, help="ReStyle passes per view while training.")] = 1,
     texture_size: Annotated[int, typer.Option("--texture-size", min=16, help="UV side seen by the texture discriminator.")] = 256,
+    disc_size: Annotated[int, typer.Option("--disc-size", min=4, help="Input side of both discriminators (power of 2).")] = 128,
+    disc_channels: Annotated[
+        int, typer.Option("--disc-channels", min=16, help="Discriminator width: channels = min(256, N / resolution).")
+    ] = 8192,
     face_net: Annotated[str, typer.Option("--face-net", help="auto, arcface or tiny (Eq. 8-9 network).")] = "auto",
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=0, help="Steps between checkpoints.")] = 500,
     sample_every: Annotated[int, typer.Option("--sample-every", min=0, help="Steps between sample grids.")] = 100,
@@ -74,6 +78,7 @@ def command(
 
     settings = TrainSettings(steps=steps, batch_size=batch_size, lr=lr, seed=seed, weights=_weights(loss_weights),
                              identity_renders=identity_renders, texture_size=texture_size,
+                             disc_size=disc_size, disc_channels=disc_channels,
                              checkpoint_every=checkpoint_every, sample_every=sample_every)
     out_dir = out if out is not None else default_out_dir()
     job = TrainJob(images=images, real_textures=real_textures, out_dir=out_dir, init=init, resume=resume,

@@ -61,13 +61,13 @@ def _face_network(choice: str, device: torch.device, trust_pickle: bool, notes: 
     from ..weights import locate
     from .losses import face_network
 
-    if choice not in FACE_NET_CHOICES:
-        raise UsageError(f"--face-net {choice!r}: expected one of {', '.join(FACE_NET_CHOICES)}")
+    reason = "--face-net tiny"
     if choice == "auto":
         choice = "arcface" if locate("arcface") is not None else "tiny"
-        if choice == "tiny":
-            notes.append("perceptual/identity losses (Eq. 8-9) use the built-in tiny network: no ArcFace "
-                         "backbone.pth in weights/ (smoke-test quality only)")
+        reason = "no ArcFace backbone.pth in weights/"
+    if choice == "tiny":
+        notes.append(f"perceptual/identity losses (Eq. 8-9) use the built-in tiny network ({reason}): "
+                     "smoke-test quality only")
     return face_network(choice, device, trust_pickle=trust_pickle)
 
 
@@ -100,6 +100,11 @@ def run_job(job: TrainJob, on_item: Callable[[int, int, Path, str], None] | None
     from .path import InversionPath, PathSettings
     from .prepare import PREPARE_TEXTURE_SIZE, pipeline_preparation
 
+    if job.face_net not in FACE_NET_CHOICES:
+        raise UsageError(f"--face-net {job.face_net!r}: expected one of {', '.join(FACE_NET_CHOICES)}")
+    size = job.settings.disc_size
+    if size < 4 or size & (size - 1):
+        raise UsageError(f"--disc-size {size}: must be a power of two ≥ 4")
     device = resolve_device(job.device)
     _check_output(job)
     job.out_dir.mkdir(parents=True, exist_ok=True)

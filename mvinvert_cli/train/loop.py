@@ -74,8 +74,8 @@ class TrainSettings:
     r1_gamma: float = 1.0
     r1_every: int = 16
     texture_size: int = 256
-    disc_size: int = 64
-    disc_channels: int = 4096
+    disc_size: int = 128
+    disc_channels: int = 8192
     central_crop: float = 0.5
     checkpoint_every: int = 500
     sample_every: int = 100
