@@ -145,11 +145,11 @@ def _triangle_setup(
 
     Returns origin (2, T) float (first covered col j0 and row i0 of the box, clipped to the image),
     box size nx, ny (T,) float (0 when no pixel centre can be covered or the triangle is not
-    drawable), the coverage tests (T, 5, 3) and the depth plane (T, 3): coefficients (a, b, c) of
-    a·px + b·py + c over pixel-centre coordinates (px, py) measured from (j0, i0) — for the tests
-    w0, w1, w2, nx − px and ny − py (all ≥ 0 ⇔ the centre is covered and inside the clipped box),
-    for the plane depth (or 1/depth when perspective_correct). Local coordinates keep float32 exact
-    enough for sub-pixel triangles far from the image origin.
+    drawable), clipped (T,) bool (the box was cut by the image border), the coverage tests (T, 3, 3)
+    and the depth plane (T, 3): coefficients (a, b, c) of a·px + b·py + c over pixel-centre
+    coordinates (px, py) measured from (j0, i0) — for the tests w0, w1, w2 (all ≥ 0 ⇔ the centre is
+    covered), for the plane depth (or 1/depth when perspective_correct). Local coordinates keep
+    float32 exact enough for sub-pixel triangles far from the image origin.
     """
     n_mesh, n_verts = verts.shape[:2]
     offset = torch.arange(n_mesh, device=verts.device) * n_verts
@@ -157,10 +157,14 @@ def _triangle_setup(
     columns = verts.reshape(-1, 3).T.contiguous()  # (3, N·V)
     g = columns.index_select(1, corner_ids).reshape(3, 3, -1)  # (xyz, corner, T)
     (x0, x1, x2), (y0, y1, y2), (z0, z1, z2) = g[0], g[1], g[2]
-    lo_x = torch.ceil(torch.minimum(torch.minimum(x0, x1), x2) - 0.5).clamp_(min=0)  # first centre ≥ min
-    lo_y = torch.ceil(torch.minimum(torch.minimum(y0, y1), y2) - 0.5).clamp_(min=0)
-    nx = torch.floor(torch.maximum(torch.maximum(x0, x1), x2) - 0.5).clamp_(max=width - 1) - lo_x + 1
-    ny = torch.floor(torch.maximum(torch.maximum(y0, y1), y2) - 0.5).clamp_(max=height - 1) - lo_y + 1
+    lo_x = torch.ceil(torch.minimum(torch.minimum(x0, x1), x2) - 0.5)  # first centre ≥ min
+    lo_y = torch.ceil(torch.minimum(torch.minimum(y0, y1), y2) - 0.5)
+    hi_x = torch.floor(torch.maximum(torch.maximum(x0, x1), x2) - 0.5)  # last centre ≤ max
+    hi_y = torch.floor(torch.maximum(torch.maximum(y0, y1), y2) - 0.5)
+    clipped = (lo_x < 0) | (lo_y < 0) | (hi_x > width - 1) | (hi_y > height - 1)
+    lo_x, lo_y = lo_x.clamp_(min=0), lo_y.clamp_(min=0)
+    nx = hi_x.clamp_(max=width - 1) - lo_x + 1
+    ny = hi_y.clamp_(max=height - 1) - lo_y + 1
     x0, x1, x2 = x0 - lo_x, x1 - lo_x, x2 - lo_x
     y0, y1, y2 = y0 - lo_y, y1 - lo_y, y2 - lo_y
     area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)  # not finite when any x, y is not
@@ -180,10 +184,8 @@ def _triangle_setup(
     bz = b0 * (z0 - z2) + b1 * (z1 - z2)
     cz = c0 * (z0 - z2) + c1 * (z1 - z2) + z2
     a2, b2, c2 = (y0 - y1) * inv_area, (x1 - x0) * inv_area, (x0 * y1 - x1 * y0) * inv_area
-    minus_one, zero = torch.full_like(nx, -1.0), torch.zeros_like(nx)
-    tests = [a0, b0, c0, a1, b1, c1, a2, b2, c2, minus_one, zero, nx, zero, minus_one, ny]
-    tests = torch.stack(tests, dim=1).view(-1, 5, 3)
-    return torch.stack([lo_x, lo_y]), nx, ny, tests, torch.stack([az, bz, cz], dim=1)
+    tests = torch.stack([a0, b0, c0, a1, b1, c1, a2, b2, c2], dim=1).view(-1, 3, 3)
+    return torch.stack([lo_x, lo_y]), nx, ny, clipped, tests, torch.stack([az, bz, cz], dim=1)
 
 
 def _nearest_faces(
@@ -199,13 +201,16 @@ def _nearest_faces(
 
     Triangles are bucketed by box size (nx, ny) rounded up to ``BUCKET_EDGES``; a bucket (bw, bh)
     evaluates a dense (T_b, bh·bw) grid of candidates by broadcasting the per-triangle planes
-    (no per-candidate gathers). Boxes wider or taller than the last edge enumerate exactly
+    (no per-candidate gathers; grid cells past a triangle's box lie outside the triangle). Boxes
+    wider or taller than the last edge, and boxes cut by the image border, enumerate exactly
     nx·ny candidates each (``repeat_interleave``).
     """
     n_mesh, n_faces = verts.shape[0], faces.shape[0]
     device = verts.device
     n_pix = n_mesh * height * width
-    origin, nx, ny, tests, depth_plane = _triangle_setup(verts, faces, height, width, perspective_correct)
+    origin, nx, ny, clipped, tests, depth_plane = _triangle_setup(
+        verts, faces, height, width, perspective_correct
+    )
     shape = (n_pix,) if k == 1 else (n_pix, k)
     best = torch.full(shape, _NO_KEY, dtype=torch.long, device=device)
     active = torch.nonzero(nx > 0).squeeze(1)
@@ -214,7 +219,11 @@ def _nearest_faces(
         face_of = active - mesh_of * n_faces
         lo = origin.index_select(1, active).long()
         base = mesh_of * (height * width) + lo[1] * width + lo[0]  # (T,) flat index of the box corner
-        nx, ny = nx.index_select(0, active), ny.index_select(0, active)
+        nx, ny, clipped = (
+            nx.index_select(0, active),
+            ny.index_select(0, active),
+            clipped.index_select(0, active),
+        )
         tests, depth_plane = tests.index_select(0, active), depth_plane.index_select(0, active)
         # Bucket index of a box side n: first edge ≥ n, or len(BUCKET_EDGES) beyond the last edge.
         n_edges = len(BUCKET_EDGES)
@@ -222,6 +231,7 @@ def _nearest_faces(
             torch.arange(BUCKET_EDGES[-1] + 2, device=device), torch.tensor(BUCKET_EDGES, device=device)
         )
         side_x = lut.index_select(0, nx.long().clamp(max=BUCKET_EDGES[-1] + 1))
+        side_x = torch.where(clipped, n_edges, side_x)  # clipped boxes: exact enumeration
         side_y = lut.index_select(0, ny.long().clamp(max=BUCKET_EDGES[-1] + 1))
         bucket = side_x * (n_edges + 1) + side_y
         sizes = torch.bincount(bucket, minlength=(n_edges + 1) ** 2).tolist()
@@ -234,7 +244,7 @@ def _nearest_faces(
                 grid = (BUCKET_EDGES[iy], BUCKET_EDGES[ix])
                 step = max(1, chunk_size // (grid[0] * grid[1]))
                 pieces = [min(step, size - s) for s in range(0, size, step)]
-            else:  # boxes beyond the last edge: exact enumeration, chunked by candidate count
+            else:  # big or clipped boxes: exact enumeration, chunked by candidate count
                 grid = None
                 count = (nx[tris] * ny[tris]).long()
                 window = torch.div(torch.cumsum(count, 0) - count, chunk_size, rounding_mode="floor")
@@ -243,7 +253,7 @@ def _nearest_faces(
                 pixel, key = _candidates(
                     tests.index_select(0, part),
                     depth_plane.index_select(0, part),
-                    None if grid else nx.index_select(0, part),  # grids test the box in ``tests``
+                    None if grid else nx.index_select(0, part),
                     None if grid else ny.index_select(0, part),
                     base.index_select(0, part),
                     face_of.index_select(0, part),
@@ -264,7 +274,7 @@ def _nearest_faces(
 def _candidates(tests, depth_plane, nx, ny, base, face, grid, width, perspective_correct):
     """(pixel, key) of the covered candidates of one chunk of T triangles.
 
-    tests (T, 5, 3) and depth_plane (T, 3) from ``_triangle_setup``, nx, ny (T,) float box sizes
+    tests (T, 3, 3) and depth_plane (T, 3) from ``_triangle_setup``, nx, ny (T,) float box sizes
     (only for grid None), base (T,) flat index of
     the box corner, face (T,) face ids. grid = (bh, bw): evaluate a dense (T, bh·bw) candidate grid
     (boxes fit in it) as one matrix product of the tests with the grid's (px, py, 1); None:
@@ -277,8 +287,8 @@ def _candidates(tests, depth_plane, nx, ny, base, face, grid, width, perspective
         col = torch.arange(bw, device=device).repeat(bh)
         py, px = row.to(dtype) + 0.5, col.to(dtype) + 0.5
         centres = torch.stack([px, py, torch.ones_like(px)])  # (3, P)
-        if device.type in _GEMM_DEVICES:  # one GEMM: (T·5, 3) @ (3, P)
-            values = (tests.view(-1, 3) @ centres).view(-1, 5, bh * bw)  # (T, 5, P): w0, w1, w2, box x, y
+        if device.type in _GEMM_DEVICES:  # one GEMM: (T·3, 3) @ (3, P)
+            values = (tests.view(-1, 3) @ centres).view(-1, 3, bh * bw)  # (T, 3, P): w0, w1, w2
         else:  # elementwise: exact float32 even where TF32 matmuls are enabled
             values = tests[..., 0:1] * px + tests[..., 1:2] * py + tests[..., 2:3]
         inside = values.amin(dim=1) >= 0
@@ -295,7 +305,7 @@ def _candidates(tests, depth_plane, nx, ny, base, face, grid, width, perspective
         row = torch.div(local, w, rounding_mode="floor")
         col = local - row * w
         py, px = row.to(dtype) + 0.5, col.to(dtype) + 0.5
-        g = tests[:, :3].index_select(0, t)  # (M, 3, 3)
+        g = tests.index_select(0, t)  # (M, 3, 3)
         bary = g[..., 0] * px[:, None] + g[..., 1] * py[:, None] + g[..., 2]  # (M, 3)
         inside = torch.nonzero(bary.amin(dim=1) >= 0).squeeze(1)
         t, row, col = t.index_select(0, inside), row.index_select(0, inside), col.index_select(0, inside)
