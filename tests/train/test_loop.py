@@ -18,7 +18,7 @@ from mvinvert_cli.weights import load_checkpoint
 
 from .conftest import TINY_PATH, synthetic_face_model, synthetic_photos, tiny_networks
 
-SMOKE_STEPS = 40
+SMOKE_STEPS = 50
 TEST_VIEWS = ((0.0, 0.0), (30.0, 0.0), (-30.0, 0.0))
 
 
@@ -28,7 +28,7 @@ def make_trainer(steps: int, photos, textures=True, **overrides) -> loop.Trainer
     path = P.InversionPath(model, encoder, generator, latent_avg, P.PathSettings(**TINY_PATH, views=TEST_VIEWS))
     real = [torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(i)) for i in range(3)] if textures else None
     settings = dict(steps=steps, batch_size=2, lr=1e-3, disc_size=16, disc_channels=256, texture_size=32,
-                    r1_every=4, sample_every=20, checkpoint_every=20, log_every=5)
+                    r1_every=4, sample_every=25, checkpoint_every=25, log_every=5)
     settings.update(overrides)
     return loop.Trainer(path, tiny_face_features(width=4, dim=16, input_size=32), photos, real,
                         loop.TrainSettings(**settings), torch.device("cpu"), init_opts={"dataset": "synthetic"})
@@ -65,9 +65,9 @@ def test_smoke_run_loss_decreases(smoke):
 
 def test_outputs_written(smoke):
     _, result, out, _ = smoke
-    assert [p.name for p in result.checkpoints] == ["step_000020.pt", "step_000040.pt"]
+    assert [p.name for p in result.checkpoints] == ["step_000025.pt", "step_000050.pt"]
     assert (out / "checkpoints" / "last.pt").read_bytes() == result.checkpoints[-1].read_bytes()
-    assert [p.name for p in result.samples] == ["step_000020.png", "step_000040.png"]
+    assert [p.name for p in result.samples] == ["step_000025.png", "step_000050.png"]
     from mvinvert_cli.io.images import load_image
 
     grid = load_image(result.samples[-1]).rgb
@@ -83,7 +83,7 @@ def test_checkpoint_is_restyle_layout_and_loads_for_inference(smoke):
     assert ckpt["opts"]["encoder_type"] == "BackboneEncoder" and ckpt["opts"]["dataset"] == "synthetic"
     assert ckpt["step"] == SMOKE_STEPS and ckpt["opts"]["trained_steps"] == SMOKE_STEPS
     model = loop.load_trained_encoder(result.checkpoints[-1], "cpu")
-    assert any("40 steps" in note for note in model.notes)
+    assert any("50 steps" in note for note in model.notes)
     same = load_restyle(result.checkpoints[-1], "cpu")  # the inversion engineer's loader, as `recover` uses it
     trained = trainer.path.encoder.state_dict()
     for key, value in model.encoder.state_dict().items():
@@ -104,11 +104,11 @@ def test_resume_gives_identical_next_step(smoke, tmp_path):
     rows = [json.loads(line) for line in (out / "loss.jsonl").read_text().splitlines()]
     resumed = make_trainer(SMOKE_STEPS, photos)
     resumed.load(load_checkpoint(result.checkpoints[0]), result.checkpoints[0])
-    assert resumed.step_count == 20
+    assert resumed.step_count == 25
     row = resumed.step()
-    assert row["step"] == 21
+    assert row["step"] == 26
     for key in ("total", "rec", "perc", "id", "adv_tex", "adv_face", "d_face", "d_tex"):
-        assert row[key] == rows[20][key], key
+        assert row[key] == rows[25][key], key
 
 
 def test_resume_truncates_the_log(smoke, tmp_path):
