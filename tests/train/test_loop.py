@@ -154,3 +154,19 @@ def test_settings_round_trip():
     assert loop.settings_from_checkpoint(ckpt, steps=9, lr=None).steps == 9
     with pytest.raises(WeightsError):
         loop.settings_from_checkpoint({"opts": {}})
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_steps_on_cuda_match_cpu():
+    photos = synthetic_photos(synthetic_face_model(), 2)
+    rows = {}
+    for name in ("cpu", "cuda"):
+        trainer = make_trainer(2, photos)
+        device = torch.device(name)
+        trainer = loop.Trainer(trainer.path, trainer.face_net, photos, trainer.textures, trainer.settings, device)
+        rows[name] = [trainer.step() for _ in range(2)]
+        assert trainer.path.latent_avg.device.type == name and trainer.path.model.triangles.device.type == name
+    for cpu_row, cuda_row in zip(rows["cpu"], rows["cuda"], strict=True):
+        for key in ("rec", "perc", "adv_face", "d_face"):
+            assert cuda_row[key] == pytest.approx(cpu_row[key], rel=2e-2, abs=1e-4), key
