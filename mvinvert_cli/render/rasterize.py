@@ -274,11 +274,11 @@ def _nearest_faces(
 def _candidates(tests, depth_plane, nx, ny, base, face, grid, width, perspective_correct):
     """(pixel, key) of the covered candidates of one chunk of T triangles.
 
-    tests (T, 3, 3) and depth_plane (T, 3) from ``_triangle_setup``, nx, ny (T,) float box sizes
-    (only for grid None), base (T,) flat index of
-    the box corner, face (T,) face ids. grid = (bh, bw): evaluate a dense (T, bh·bw) candidate grid
-    (boxes fit in it) as one matrix product of the tests with the grid's (px, py, 1); None:
-    enumerate exactly nx·ny candidates per triangle.
+    tests (T, 3, 3) and depth_plane (T, 3) from ``_triangle_setup``; nx, ny (T,) float box sizes
+    (used when grid is None); base (T,) flat pixel index of the box corner (N·H·W < 2³¹); face (T,)
+    face ids. grid = (bh, bw): evaluate a dense (T, bh·bw) candidate grid (boxes fit in it), on CPU
+    as matrix products of the planes with the cells' (px, py, 1); None: enumerate exactly nx·ny
+    candidates per triangle.
     """
     device, dtype = tests.device, tests.dtype
     if grid is not None:
@@ -286,17 +286,19 @@ def _candidates(tests, depth_plane, nx, ny, base, face, grid, width, perspective
         row = torch.arange(bh, device=device).repeat_interleave(bw)  # (P,)
         col = torch.arange(bw, device=device).repeat(bh)
         py, px = row.to(dtype) + 0.5, col.to(dtype) + 0.5
-        centres = torch.stack([px, py, torch.ones_like(px)])  # (3, P)
-        if device.type in _GEMM_DEVICES:  # one GEMM: (T·3, 3) @ (3, P)
+        if device.type in _GEMM_DEVICES:  # GEMMs with the cells' (px, py, 1)
+            centres = torch.stack([px, py, torch.ones_like(px)])  # (3, P)
             values = (tests.view(-1, 3) @ centres).view(-1, 3, bh * bw)  # (T, 3, P): w0, w1, w2
+            depth = depth_plane @ centres  # (T, P)
         else:  # elementwise: exact float32 even where TF32 matmuls are enabled
             values = tests[..., 0:1] * px + tests[..., 1:2] * py + tests[..., 2:3]
-        inside = values.amin(dim=1) >= 0
-        flat = torch.nonzero(inside.view(-1)).squeeze(1)
-        t = torch.div(flat, bh * bw, rounding_mode="floor")
-        p = flat - t * (bh * bw)
-        row, col = row.index_select(0, p), col.index_select(0, p)
-        px, py = px.index_select(0, p), py.index_select(0, p)
+            depth = depth_plane[:, 0:1] * px + depth_plane[:, 1:2] * py + depth_plane[:, 2:3]
+        flat = torch.nonzero((values.amin(dim=1) >= 0).view(-1)).squeeze(1)
+        depth = depth.view(-1).index_select(0, flat)
+        # face << 32 | flat pixel index, per candidate (pixel indices < 2³¹ never carry into the face).
+        packed = ((face << 32) | base)[:, None] + (row * width + col)
+        packed = packed.view(-1).index_select(0, flat)
+        pixel, face = packed & 0xFFFFFFFF, packed >> 32
     else:
         count = (nx * ny).long()
         t = torch.repeat_interleave(torch.arange(count.numel(), device=device), count)  # (M,)
@@ -309,15 +311,14 @@ def _candidates(tests, depth_plane, nx, ny, base, face, grid, width, perspective
         bary = g[..., 0] * px[:, None] + g[..., 1] * py[:, None] + g[..., 2]  # (M, 3)
         inside = torch.nonzero(bary.amin(dim=1) >= 0).squeeze(1)
         t, row, col = t.index_select(0, inside), row.index_select(0, inside), col.index_select(0, inside)
-        px, py = px.index_select(0, inside), py.index_select(0, inside)
-    g = depth_plane.index_select(0, t)  # (M, 3)
-    depth = g[:, 0] * px + g[:, 1] * py + g[:, 2]
+        g = depth_plane.index_select(0, t)  # (M, 3)
+        depth = g[:, 0] * px.index_select(0, inside) + g[:, 1] * py.index_select(0, inside) + g[:, 2]
+        pixel = base.index_select(0, t) + row * width + col
+        face = face.index_select(0, t)
     if perspective_correct:
         depth = 1.0 / depth
-    pixel = base.index_select(0, t) + row * width + col
     bits = depth.float().clamp(min=torch.finfo(torch.float32).tiny).view(torch.int32).long()
-    key = (bits << 32) | face.index_select(0, t)
-    return pixel, key
+    return pixel, (bits << 32) | face
 
 
 def _merge_topk(best: torch.Tensor, pixel: torch.Tensor, key: torch.Tensor, k: int) -> torch.Tensor:
