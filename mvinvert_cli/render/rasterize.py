@@ -213,58 +213,53 @@ def _nearest_faces(
     )
     shape = (n_pix,) if k == 1 else (n_pix, k)
     best = torch.full(shape, _NO_KEY, dtype=torch.long, device=device)
-    active = torch.nonzero(nx > 0).squeeze(1)
-    if active.numel():
-        mesh_of = torch.div(active, n_faces, rounding_mode="floor")
-        face_of = active - mesh_of * n_faces
-        lo = origin.index_select(1, active).long()
-        base = mesh_of * (height * width) + lo[1] * width + lo[0]  # (T,) flat index of the box corner
-        nx, ny, clipped = (
-            nx.index_select(0, active),
-            ny.index_select(0, active),
-            clipped.index_select(0, active),
-        )
-        tests, depth_plane = tests.index_select(0, active), depth_plane.index_select(0, active)
-        # Bucket index of a box side n: first edge ≥ n, or len(BUCKET_EDGES) beyond the last edge.
-        n_edges = len(BUCKET_EDGES)
-        lut = torch.bucketize(
-            torch.arange(BUCKET_EDGES[-1] + 2, device=device), torch.tensor(BUCKET_EDGES, device=device)
-        )
-        side_x = lut.index_select(0, nx.long().clamp(max=BUCKET_EDGES[-1] + 1))
-        side_x = torch.where(clipped, n_edges, side_x)  # clipped boxes: exact enumeration
-        side_y = lut.index_select(0, ny.long().clamp(max=BUCKET_EDGES[-1] + 1))
-        bucket = side_x * (n_edges + 1) + side_y
-        sizes = torch.bincount(bucket, minlength=(n_edges + 1) ** 2).tolist()
-        for b, size in enumerate(sizes):
-            if size == 0:
-                continue
-            tris = torch.nonzero(bucket == b).squeeze(1)
-            ix, iy = divmod(b, n_edges + 1)
-            if max(ix, iy) < n_edges:
-                grid = (BUCKET_EDGES[iy], BUCKET_EDGES[ix])
-                step = max(1, chunk_size // (grid[0] * grid[1]))
-                pieces = [min(step, size - s) for s in range(0, size, step)]
-            else:  # big or clipped boxes: exact enumeration, chunked by candidate count
-                grid = None
-                count = (nx[tris] * ny[tris]).long()
-                window = torch.div(torch.cumsum(count, 0) - count, chunk_size, rounding_mode="floor")
-                pieces = torch.unique_consecutive(window, return_counts=True)[1].tolist()
-            for part in torch.split(tris, pieces):
-                pixel, key = _candidates(
-                    tests.index_select(0, part),
-                    depth_plane.index_select(0, part),
-                    None if grid else nx.index_select(0, part),
-                    None if grid else ny.index_select(0, part),
-                    base.index_select(0, part),
-                    face_of.index_select(0, part),
-                    grid,
-                    width,
-                    perspective_correct,
-                )
-                if k == 1:
-                    best.scatter_reduce_(0, pixel, key, reduce="amin")
-                else:
-                    best = _merge_topk(best, pixel, key, k)
+    face_of = torch.arange(n_faces, device=device).repeat(n_mesh)  # (T,)
+    lo = origin.long()
+    base = lo[1] * width + lo[0]  # (T,) flat index of the box corner
+    if n_mesh > 1:
+        base += torch.arange(n_mesh, device=device).repeat_interleave(n_faces) * (height * width)
+    # Bucket of a box side n: index of the first edge ≥ n, or n_edges beyond the last edge; boxes
+    # cut by the image border count as beyond; undrawn triangles go to the extra last bucket.
+    n_edges = len(BUCKET_EDGES)
+    lut = torch.bucketize(
+        torch.arange(BUCKET_EDGES[-1] + 2, device=device), torch.tensor(BUCKET_EDGES, device=device)
+    )
+    side_x = lut.index_select(0, nx.long().clamp(max=BUCKET_EDGES[-1] + 1))
+    side_x = torch.where(clipped, n_edges, side_x)
+    side_y = lut.index_select(0, ny.long().clamp(max=BUCKET_EDGES[-1] + 1))
+    skip = (n_edges + 1) ** 2
+    bucket = torch.where(nx > 0, side_x * (n_edges + 1) + side_y, skip)
+    sizes = torch.bincount(bucket, minlength=skip + 1)[:skip].tolist()
+    for b, size in enumerate(sizes):
+        if size == 0:
+            continue
+        tris = torch.nonzero(bucket == b).squeeze(1)
+        ix, iy = divmod(b, n_edges + 1)
+        if max(ix, iy) < n_edges:
+            grid = (BUCKET_EDGES[iy], BUCKET_EDGES[ix])
+            step = max(1, chunk_size // (grid[0] * grid[1]))
+            pieces = [min(step, size - s) for s in range(0, size, step)]
+        else:  # big or clipped boxes: exact enumeration, chunked by candidate count
+            grid = None
+            count = (nx[tris] * ny[tris]).long()
+            window = torch.div(torch.cumsum(count, 0) - count, chunk_size, rounding_mode="floor")
+            pieces = torch.unique_consecutive(window, return_counts=True)[1].tolist()
+        for part in torch.split(tris, pieces):
+            pixel, key = _candidates(
+                tests.index_select(0, part),
+                depth_plane.index_select(0, part),
+                None if grid else nx.index_select(0, part),
+                None if grid else ny.index_select(0, part),
+                base.index_select(0, part),
+                face_of.index_select(0, part),
+                grid,
+                width,
+                perspective_correct,
+            )
+            if k == 1:
+                best.scatter_reduce_(0, pixel, key, reduce="amin")
+            else:
+                best = _merge_topk(best, pixel, key, k)
     if k == 1:
         best = best[:, None]
     face = torch.where(best == _NO_KEY, -1, best & 0xFFFFFFFF)
