@@ -49,6 +49,7 @@ NOSE_MOUTH_WEIGHT = 10.0
 REG_EXP, REG_TEX = 0.8, 1.7e-2  # Deep3DFaceRecon reg_loss relative weights (identity = 1)
 W_GAMMA = 10.0  # Deep3DFaceRecon gamma_loss weight (relative to its photometric 1.92)
 RASTER_EVERY = 5
+MAX_INIT_VERTICES = 4000  # vertices used by the closed-form appearance start
 PHOTO_EPS = 1e-8
 
 
@@ -220,7 +221,10 @@ def refine_pose(points3d: torch.Tensor, points2d: torch.Tensor, camera: Camera, 
         step = torch.linalg.solve(jtj + damping * torch.diag(jtj.diagonal() + 1e-9), -jac.T @ r)
         new_cost = residual(theta + step).pow(2).sum()
         if new_cost < cost:
+            converged = cost - new_cost < 1e-10 * (1.0 + cost)
             theta, cost, damping = theta + step, new_cost, damping * 0.3
+            if converged:
+                break
         else:
             damping *= 10.0
     return theta[:3].to(points3d.dtype), theta[3:].to(points3d.dtype)
@@ -414,8 +418,11 @@ class Fitter:
             fragments = Fragments(pix_to_face, bary, zbuf)
         return interpolate(fragments, tris, colors), fragments.mask, fragments.pix_to_face
 
-    def _landmark_loss(self, world: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        projected = self.camera.project(world[:, self.model.landmark_ids])[..., :2]
+    def _landmark_loss(self, world: torch.Tensor, target: torch.Tensor, weights: torch.Tensor,
+                       subset: bool = False) -> torch.Tensor:
+        """L_lm; ``world`` is (B, V, 3), or (B, 68, 3) landmark vertices when ``subset``."""
+        points = world if subset else world[:, self.model.landmark_ids]
+        projected = self.camera.project(points)[..., :2]
         size = float(self.settings.render_size)
         return (((projected - target) / size).pow(2).sum(-1) * weights).sum(-1).mean()
 
@@ -478,10 +485,13 @@ class Fitter:
             with torch.no_grad():
                 photo_initial = float(photo_term(*geometry(), refresh=True))
 
-        # Rigid stage: pose only, landmark loss.
+        # Rigid stage: pose only, landmark loss (only the 68 landmark vertices are needed).
         t0 = time.perf_counter()
+        with torch.no_grad():
+            lm_shape = model.shape(params["id"], params["exp"])[:, model.landmark_ids]
         self._adam([params["angles"], params["trans"]], s.fit_rigid_steps,
-                   lambda step: s.w_landmark * self._landmark_loss(geometry()[1], target, weights))
+                   lambda step: s.w_landmark * self._landmark_loss(
+                       transform(lm_shape, params["angles"], params["trans"]), target, weights, subset=True))
         timings["rigid"] = time.perf_counter() - t0
 
         if photometric and init_name != "regressor":
@@ -519,22 +529,34 @@ class Fitter:
         return self._result(params, verts[0], world[0], t_pca, landmarks, losses, "adam", init_name,
                             timings, notes)
 
+    def _visible_colors(self, world: torch.Tensor, normals: torch.Tensor, crop: torch.Tensor,
+                        face_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Crop colours at the projected vertices (V, 3) and which vertices saw them (V,) bool: z-buffer
+        visible, facing the camera (n·d > 0.2) and inside the face mask. ``world``/``normals``: (1, V, 3)."""
+        from ..render.rasterize import rasterize
+        from ..texture.sample import sample_image, zbuffer_visibility
+
+        size = self.settings.render_size
+        screen = self.camera.project(world)
+        fragments = rasterize(screen, self.model.triangles, (size, size), perspective_correct=True)
+        visible = zbuffer_visibility(screen, fragments.zbuf[..., 0])[0]
+        facing = (normals * self.camera.view_direction(world)).sum(-1)[0] > 0.2
+        xy = screen[0, :, :2].floor().long().clamp(0, size - 1)
+        inside = face_mask[0, xy[:, 1], xy[:, 0]]
+        return sample_image(crop.permute(0, 3, 1, 2), screen[..., :2])[0], visible & facing & inside
+
     def _init_appearance(self, params: dict[str, torch.Tensor], verts: torch.Tensor, world: torch.Tensor,
                          crop: torch.Tensor, face_mask: torch.Tensor, rounds: int = 2) -> None:
         """Closed-form start for γ and δ from the visible vertices' colours (alternating least squares:
         :func:`solve_lighting` with the current albedo, then :func:`solve_albedo_coefficients`)."""
-        from ..texture.sample import sample_vertices
-
         model = self.model
-        screen = self.camera.project(world)
-        sampled = sample_vertices(crop.permute(0, 3, 1, 2), screen, model.triangles)
         normals = model.normals(verts) @ rotation_matrix(params["angles"][0]).T
-        facing = (normals * self.camera.view_direction(world)).sum(-1) > 0.2
-        xy = screen[0, :, :2].floor().long().clamp(0, self.settings.render_size - 1)
-        use = sampled.visible[0] & facing[0] & face_mask[0, xy[:, 1], xy[:, 0]]
+        colors, use = self._visible_colors(world, normals, crop, face_mask)
         if int(use.sum()) < 3 * model.n_tex + 20:
             return
-        observed = sampled.colors[0][use]
+        use = torch.nonzero(use)[:, 0]
+        use = use[:: max(1, len(use) // MAX_INIT_VERTICES)]  # an even subset is plenty for a start
+        observed = colors[use]
         basis = lighting.sh_basis(normals[0][use])
         mean, base = model.mean_albedo[use], model.albedo_base[use]
         for _ in range(rounds):
@@ -657,18 +679,10 @@ class Fitter:
         where visible, the mirror vertex's value where only it is visible, and the median visible skin
         albedo (the skin-tone prior) elsewhere.
         """
-        from ..texture.sample import sample_vertices
-
         model = self.model
         crop, face_mask, notes = self._target(observation)
-        screen = self.camera.project(world)
-        sampled = sample_vertices(crop.permute(0, 3, 1, 2), screen, model.triangles)
         normals = model.normals(verts) @ rotation_matrix(angles).T
-        facing = (normals * self.camera.view_direction(world)).sum(-1) > 0.2
-        xy = screen[0, :, :2].round().long().clamp(0, self.settings.render_size - 1)
-        in_face = face_mask[0, xy[:, 1], xy[:, 0]]
-        visible = sampled.visible[0] & facing[0] & in_face
-        colors = sampled.colors[0]
+        colors, visible = self._visible_colors(world, normals, crop, face_mask)
         basis = lighting.sh_basis(normals[0])  # (V, 9)
         fit_ids = visible & model.skin_mask
         if int(fit_ids.sum()) < 50:

@@ -135,9 +135,9 @@ class MorphableModel:
         batch = next((c.shape[0] for c in (id_coeff, exp_coeff) if c is not None), 1)
         verts = self.mean_shape.expand(batch, -1, -1)
         if id_coeff is not None and self.n_id:
-            verts = verts + torch.einsum("vck,bk->bvc", self.id_base, id_coeff)  # Eq. 1
+            verts = verts + _apply_basis(self.id_base, id_coeff)  # Eq. 1
         if exp_coeff is not None and self.n_exp:
-            verts = verts + torch.einsum("vck,bk->bvc", self.exp_base, exp_coeff)  # Eq. 1
+            verts = verts + _apply_basis(self.exp_base, exp_coeff)  # Eq. 1
         return verts
 
     def albedo(self, tex_coeff: torch.Tensor | None = None) -> torch.Tensor:
@@ -152,7 +152,7 @@ class MorphableModel:
         batch = 1 if tex_coeff is None else tex_coeff.shape[0]
         tex = self.mean_albedo.expand(batch, -1, -1)
         if tex_coeff is not None and self.n_tex:
-            tex = tex + torch.einsum("vck,bk->bvc", self.albedo_base, tex_coeff)  # Eq. 1
+            tex = tex + _apply_basis(self.albedo_base, tex_coeff)  # Eq. 1
         return tex
 
     def normals(self, vertices: torch.Tensor) -> torch.Tensor:
@@ -204,6 +204,16 @@ class MorphableModel:
 
 
 # ---------------------------------------------------------------------- geometry helpers
+
+def _apply_basis(base: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
+    """(V, 3, K) basis · (B, K) coefficients → (B, V, 3), as one (3V, K) @ (K, B) product.
+
+    The contiguous (V, 3, K) basis is viewed as (3V, K) without a copy (an einsum would permute it
+    into a batched product and copy the whole basis on every call).
+    """
+    v = base.shape[0]
+    return (base.reshape(v * 3, -1) @ coeff.T).T.reshape(coeff.shape[0], v, 3)
+
 
 def face_normals(vertices: torch.Tensor, triangles: torch.Tensor) -> torch.Tensor:
     """(B, V, 3), (F, 3) → unit face normals (B, F, 3): normalise(cross(v1 − v2, v2 − v3))."""
