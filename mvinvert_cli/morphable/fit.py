@@ -49,6 +49,7 @@ NOSE_MOUTH_WEIGHT = 10.0
 REG_EXP, REG_TEX = 0.8, 1.7e-2  # Deep3DFaceRecon reg_loss relative weights (identity = 1)
 W_GAMMA = 10.0  # Deep3DFaceRecon gamma_loss weight (relative to its photometric 1.92)
 RASTER_EVERY = 5
+REGRESSOR_SIZES = (80, 64, 80)  # Deep3DFaceRecon heads (FORMATS.md §1h)
 MAX_INIT_VERTICES = 4000  # vertices used by the closed-form appearance start
 PHOTO_EPS = 1e-8
 
@@ -369,6 +370,9 @@ class Fitter:
                  regressor: Regressor | None = None, raster_every: int = RASTER_EVERY) -> None:
         self.model = model
         self.settings = settings or Settings()
+        if regressor is not None and (model.n_id, model.n_exp, model.n_tex) != REGRESSOR_SIZES:
+            raise ValueError(f"the Deep3DFaceRecon regressor predicts {REGRESSOR_SIZES} id/exp/tex coefficients; "
+                             f"model {model.name!r} has {(model.n_id, model.n_exp, model.n_tex)}")
         self.regressor = regressor
         self.raster_every = max(1, int(raster_every))
         self.camera = Camera().resized(self.settings.render_size)

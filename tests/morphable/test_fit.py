@@ -86,3 +86,37 @@ def test_photometric_fit_recovers_everything(tiny_model):
     drop = 1 - result.losses["photo_final"] / result.losses["photo_initial"]
     assert drop >= 0.9, result.losses
     assert result.t_pca.min() >= 0 and result.t_pca.max() <= 1
+
+
+def test_regressor_initialisation(tmp_path):
+    """A ReconNet whose heads output the ground truth (zero weights, biases = truth) starts the fit there."""
+    from mvinvert_cli.morphable.model import model_from_arrays
+    from mvinvert_cli.morphable.regressor import HEADS, ReconNet, Regressor
+
+    from .conftest import grid_face, landmark_vertices, smooth_basis
+
+    rng = np.random.default_rng(0)
+    verts, tris, uvs = grid_face(30, 34)
+    model = model_from_arrays("d3d-sized", verts, smooth_basis(verts, 80, 0.03, rng), smooth_basis(verts, 64, 0.02, rng),
+                              np.full((len(verts), 3), 0.6), smooth_basis(verts, 80, 0.05, rng), tris, uvs,
+                              landmark_vertices(verts))
+    gt = ground_truth(model, seed=3)
+    image, mask, landmarks = render_truth(model, gt)
+    net = ReconNet().eval()
+    values = dict(id=gt["id"], exp=gt["exp"], tex=gt["tex"], angles=gt["angles"], gamma=gt["gamma"],
+                  trans_xy=gt["trans"][:, :2], trans_z=gt["trans"][:, 2:])
+    with torch.no_grad():
+        for (name, _), head in zip(HEADS, net.final_layers, strict=True):
+            head.weight.zero_()
+            head.bias.copy_(values[name][0])
+    result = Fitter(model, Settings(fit_rigid_steps=5, fit_nonrigid_steps=5), regressor=Regressor(net)).fit(
+        make_observation(image, landmarks, face_mask=mask))
+    assert result.init == "regressor"
+    assert result.losses["photo_initial"] < 0.01  # started at the truth
+    assert rotation_error_deg(result.angles, gt["angles"][0]) < 2.0  # Adam moves each value ~lr per step
+    with pytest.raises(ValueError, match="80, 64, 80"):
+        Fitter(make_tiny_model(tmp_path), regressor=Regressor(net))
+
+
+def make_tiny_model(directory):
+    return load_bfm09_files(*_files(make_tiny_bfm(directory)), use_cache=False)
