@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import torch
@@ -36,7 +36,7 @@ IR_SE_50_UNITS: tuple[int, ...] = (3, 4, 14, 3)
 IR_SE_50_WIDTHS: tuple[int, ...] = (64, 128, 256, 512)
 
 
-class EncoderType(str, Enum):
+class EncoderType(StrEnum):
     """``opts.encoder_type`` values handled here (the ResNet-34 variants are not)."""
 
     psp = "BackboneEncoder"
@@ -135,7 +135,7 @@ class BackboneEncoder(nn.Module):
                                          nn.BatchNorm2d(config.widths[0]), nn.PReLU(config.widths[0]))
         units: list[nn.Module] = []
         in_channel = config.widths[0]
-        for n, depth in zip(config.units, config.widths):
+        for n, depth in zip(config.units, config.widths, strict=True):
             for i in range(n):
                 units.append(BottleneckIRSE(in_channel, depth, 2 if i == 0 else 1, config.se_reduction))
                 in_channel = depth

@@ -15,22 +15,25 @@ TINY_STYLE = 64
 TINY_CHANNELS = {4: 64, 8: 64, 16: 32, 32: 16}
 TINY_ENCODER = EncoderConfig(input_nc=6, units=(1, 1, 1, 1), widths=(16, 24, 32, 48), n_styles=8,
                              style_dim=TINY_STYLE, spatial=2, se_reduction=4)
+MICRO_ENCODER = EncoderConfig(input_nc=6, units=(1, 1, 1), widths=(16, 24, 32), n_styles=6,
+                              style_dim=TINY_STYLE, spatial=2, se_reduction=4)
+"""For the size-16 generator of the fast ReStyle test."""
 
 
-def tiny_generator(seed: int = 0) -> Generator:
-    """Size 32, style_dim 64, 2 mapping layers, random weights; to-RGB weights scaled so that
-    images stay mostly inside [−1,1] (a random StyleGAN2 saturates otherwise)."""
+def tiny_generator(seed: int = 0, size: int = TINY_SIZE) -> Generator:
+    """Size 32 (or 16), style_dim 64, 2 mapping layers, random weights; to-RGB weights scaled so
+    that images stay mostly inside [−1,1] (a random StyleGAN2 saturates otherwise)."""
     torch.manual_seed(seed)
-    g = Generator(TINY_SIZE, TINY_STYLE, 2, channels=TINY_CHANNELS)
+    g = Generator(size, TINY_STYLE, 2, channels={r: c for r, c in TINY_CHANNELS.items() if r <= size})
     with torch.no_grad():
         for rgb in [g.to_rgb1, *g.to_rgbs]:
-            rgb.conv.weight.mul_(0.35)
+            rgb.conv.weight.mul_(0.3)
     return g.eval().requires_grad_(False)
 
 
-def tiny_encoder(kind: str = "psp", seed: int = 1):
+def tiny_encoder(kind: str = "psp", seed: int = 1, config: EncoderConfig = TINY_ENCODER):
     torch.manual_seed(seed)
-    return build_encoder(kind, TINY_ENCODER)
+    return build_encoder(kind, config)
 
 
 def known_w_plus(g: Generator, n: int, seed: int) -> torch.Tensor:
