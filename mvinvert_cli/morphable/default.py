@@ -16,8 +16,9 @@ How it differs from BFM 2009 (also written into ``MorphableModel.notes`` and res
   statistical prior beyond MediaPipe's own;
 - no PCA albedo: T_pca is estimated per photo by the fitter (de-lit visible colours, mirrored onto
   hidden vertices through ``mirror_ids``, a skin-tone prior elsewhere);
-- the surface is the piecewise-flat subdivision of an 898-triangle mesh (no smoothing), and it covers
-  the face only (forehead to chin, no ears or neck), like the BFM front model.
+- the surface is the piecewise-flat subdivision of an 898-triangle mesh (shading is smooth: normals
+  are computed on the 468-vertex mesh and interpolated), and it covers the face only (forehead to
+  chin, no ears or neck), like the BFM front model.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ DIFFERENCES_FROM_BFM = (
     "default model: MediaPipe canonical face mesh (468 vertices, 898 triangles) subdivided by edge midpoints",
     "no PCA identity/expression: shape = the photo's 478 dense landmarks, unprojected into the Deep3DFaceRecon camera",
     "no PCA albedo: T_pca = de-lit visible colours + mirror symmetry fill + skin-tone prior",
-    "piecewise-flat surface (no smoothing); face region only, like the BFM front model",
+    "piecewise-flat surface (smooth normals interpolated from the 468-vertex mesh); face region only, like the BFM front model",
 )
 
 
@@ -241,7 +242,7 @@ def _build(task_path: str, levels: int) -> dict[str, np.ndarray]:
         skin &= ~_points_in_polygon(positions[:, :2], poly)
     return {
         "canonical": canonical.astype(np.float32), "center": center, "positions": positions.astype(np.float32),
-        "uvs": dense_uvs.astype(np.float32), "triangles": tris, "embed_ids": ids,
+        "uvs": dense_uvs.astype(np.float32), "triangles": tris, "coarse_triangles": triangles, "embed_ids": ids,
         "embed_weights": weights.astype(np.float32), "landmark_ids": landmark_ids, "skin": skin,
     }
 
@@ -283,6 +284,7 @@ def load_default_model(device: Any = None, levels: int = DEFAULT_LEVELS, task_pa
         mirror_ids=mirror_vertex_ids(positions),
         embed_ids=data["embed_ids"],
         embed_weights=data["embed_weights"],
+        coarse_triangles=data["coarse_triangles"] if levels else None,
         notes=DIFFERENCES_FROM_BFM + (f"subdivision levels {levels}: {n} vertices", f"source {task_path}"),
         device=device,
     )

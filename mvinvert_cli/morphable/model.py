@@ -50,6 +50,11 @@ class MorphableModel:
         embed_ids: int64 (V, 3) for the default model: each vertex is a barycentric combination of
             three of the L = 468 canonical landmarks (see :meth:`from_points`), else None.
         embed_weights: (V, 3) the matching barycentric weights (rows sum to 1), else None.
+        coarse_triangles: int64 (Fc, 3) triangles of the L embedding points (the first L vertices of
+            the model are those points), or None. When set, :meth:`normals` computes normals on this
+            coarse mesh and interpolates them through the embedding (smooth shading of a subdivided
+            mesh whose facets are flat).
+        coarse_point_buf: int64 (L, Pc) the coarse mesh's ``point_buf`` (padded with Fc), or None.
         notes: provenance remarks (source files, conversions, degraded parts) for result.json.
     """
 
@@ -68,6 +73,8 @@ class MorphableModel:
     mirror_ids: torch.Tensor | None = None
     embed_ids: torch.Tensor | None = None
     embed_weights: torch.Tensor | None = None
+    coarse_triangles: torch.Tensor | None = None
+    coarse_point_buf: torch.Tensor | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -160,6 +167,8 @@ class MorphableModel:
 
         Face normal = normalise(cross(v1 − v2, v2 − v3)); a zero row is appended as face F (the
         ``point_buf`` padding); the vertex normal is the normalised sum over its adjacent faces.
+        With ``coarse_triangles`` (the default model) this runs on the coarse mesh of the first L
+        vertices and the result is interpolated to all vertices through the embedding.
 
         Args:
             vertices: (B, V, 3).
@@ -167,6 +176,10 @@ class MorphableModel:
         Returns:
             (B, V, 3).
         """
+        if self.coarse_triangles is not None and self.coarse_point_buf is not None:
+            coarse = vertex_normals(vertices[:, : self.coarse_point_buf.shape[0]], self.coarse_triangles,
+                                    self.coarse_point_buf)
+            return F.normalize(self.from_points(coarse), dim=-1)
         return vertex_normals(vertices, self.triangles, self.point_buf)
 
     def from_points(self, points: torch.Tensor) -> torch.Tensor:
@@ -274,13 +287,14 @@ def model_from_arrays(
     mirror_ids: np.ndarray | None = None,
     embed_ids: np.ndarray | None = None,
     embed_weights: np.ndarray | None = None,
+    coarse_triangles: np.ndarray | None = None,
     notes: tuple[str, ...] = (),
     device: Any = None,
 ) -> MorphableModel:
     """Build a :class:`MorphableModel` from numpy arrays (0-based indices, shapes as documented there).
 
     Missing ``skin_mask``/``front_mask`` mean all vertices; a missing ``point_buf`` is built from
-    the triangles.
+    the triangles; ``coarse_triangles`` (default model) also builds the coarse ``point_buf``.
     """
     v = int(np.asarray(mean_shape).reshape(-1, 3).shape[0])
     tris = np.asarray(triangles, dtype=np.int64)
@@ -313,5 +327,8 @@ def model_from_arrays(
         mirror_ids=None if mirror_ids is None else i64(mirror_ids),
         embed_ids=None if embed_ids is None else i64(embed_ids),
         embed_weights=f32(embed_weights),
+        coarse_triangles=None if coarse_triangles is None else i64(coarse_triangles),
+        coarse_point_buf=None if coarse_triangles is None else i64(
+            build_point_buf(np.asarray(coarse_triangles), int(np.asarray(coarse_triangles).max()) + 1)),
         notes=tuple(notes),
     )

@@ -158,3 +158,17 @@ class TestDefaultModel:
     def test_levels_zero(self, task):
         coarse = load_default_model(levels=0, task_path=task)
         assert coarse.num_vertices == 468 and coarse.num_triangles == 898
+
+
+def test_smooth_normals_from_the_coarse_mesh(model, task):
+    from mvinvert_cli.morphable.model import vertex_normals
+
+    coarse = load_default_model(levels=0, task_path=task)
+    v = model.mean_shape[None]
+    dense_normals = model.normals(v)
+    coarse_normals = vertex_normals(v[:, :468], coarse.triangles, coarse.point_buf)
+    torch.testing.assert_close(dense_normals[:, :468], coarse_normals, atol=1e-5, rtol=0)
+    # midpoints: the normalised mean of their end points' normals (smooth, not the flat facet normal)
+    assert torch.allclose(dense_normals.norm(dim=-1), torch.ones(1, model.num_vertices), atol=1e-5)
+    flat = vertex_normals(v, model.triangles, model.point_buf)
+    assert (dense_normals - flat).norm(dim=-1).max() > 0.05
