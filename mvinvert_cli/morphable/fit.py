@@ -384,7 +384,10 @@ class Fitter:
         Raises:
             NoFaceError: the landmarks are not finite.
         """
-        landmarks = observation.landmarks_tensor(self.device, in_crop=True)
+        from ..align.observation import CROP_SIZE
+
+        scale = self.settings.render_size / CROP_SIZE  # crop pixels → render pixels
+        landmarks = observation.landmarks_tensor(self.device, in_crop=True) * scale
         if not torch.isfinite(landmarks).all():
             raise NoFaceError("the face's landmarks are not finite; cannot fit")
         if self.model.embed_ids is not None:

@@ -120,3 +120,13 @@ def test_regressor_initialisation(tmp_path):
 
 def make_tiny_model(directory):
     return load_bfm09_files(*_files(make_tiny_bfm(directory)), use_cache=False)
+
+
+def test_render_size_scales_everything(tiny_model):
+    gt = ground_truth(tiny_model, seed=2)
+    image, mask, landmarks = render_truth(tiny_model, gt)
+    result = Fitter(tiny_model, Settings(render_size=112, fit_nonrigid_steps=10)).fit(
+        make_observation(image, landmarks, face_mask=mask))
+    assert result.losses["landmark_px"] < 1.0  # in 112-px units
+    assert rotation_error_deg(result.angles, gt["angles"][0]) < 3.0
+    torch.testing.assert_close(result.landmarks_2d * 2, torch.from_numpy(landmarks), atol=2.0, rtol=0)
