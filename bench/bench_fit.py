@@ -8,7 +8,8 @@
 - Default model: the real example portraits (MediaPipe alignment + polygon parsing once, timed
   separately), then the dense-landmark fit of the ~29k-vertex canonical mesh.
 
-Medians of ``REPEATS`` runs, for 1 and 2 torch threads. Run: ``.venv/bin/python bench/bench_fit.py``.
+Medians of ``REPEATS`` runs with 1 torch thread (add ``--threads 1,2`` to also time 2 threads: on
+a loaded shared machine the second thread mostly spins). Run: ``.venv/bin/python bench/bench_fit.py``.
 """
 
 from __future__ import annotations
@@ -82,13 +83,16 @@ def timed_fits(fitter: Fitter, observation, repeats: int = REPEATS):
 
 
 def main() -> None:
+    thread_counts = (1,)
+    if "--threads" in sys.argv:
+        thread_counts = tuple(int(t) for t in sys.argv[sys.argv.index("--threads") + 1].split(","))
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     print(f"bench_fit @ {commit} · torch {torch.__version__} · {platform.processor() or platform.machine()} · "
           f"{torch.get_num_threads()} default threads")
     model = bfm_sized_model()
     obs, gt = bfm_observation(model)
     print(f"\n[BFM-sized] {model.num_vertices} vertices, {model.num_triangles} triangles, 80/64/80 components")
-    for threads in (1, 2):
+    for threads in thread_counts:
         torch.set_num_threads(threads)
         med, lo, hi, stages, result = timed_fits(Fitter(model, Settings()), obs)
         drop = 1 - result.losses["photo_final"] / result.losses["photo_initial"]
@@ -115,7 +119,7 @@ def main() -> None:
         t0 = time.perf_counter()
         observation = parser.parse(aligner.align(load_image(path)))
         align_s = time.perf_counter() - t0
-        for threads in (1, 2):
+        for threads in thread_counts:
             torch.set_num_threads(threads)
             med, lo, hi, stages, result = timed_fits(Fitter(default, Settings()), observation)
             print(f"  {path.name} threads={threads}: fit {med:.2f} s (min {lo:.2f}, max {hi:.2f}) · goal "
