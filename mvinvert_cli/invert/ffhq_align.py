@@ -92,7 +92,7 @@ def align_views(images: Tensor, landmarks: Tensor, size: int = 256) -> Tensor:
 
     The source is area-downsampled first when the quad holds more than ``size`` pixels per side.
     """
-    scale = float(quad_size(landmarks).max()) / size
+    scale = float(quad_size(landmarks.detach()).max()) / size
     matrix = aligned_to_source(landmarks, size)
     if scale > 1.5:
         factor = int(scale)
@@ -110,7 +110,7 @@ def unalign(aligned: Tensor, landmarks: Tensor, out_hw: tuple[int, int]) -> tupl
     Returns:
         images (B,C,H,W) and coverage (B,1,H,W) ∈ {0,1}: 1 where the pixel falls inside the crop.
     """
-    side = max(8, min(aligned.shape[-1], int(round(float(quad_size(landmarks).max())))))
+    side = max(8, min(aligned.shape[-1], int(round(float(quad_size(landmarks.detach()).max())))))
     if side < aligned.shape[-1]:
         aligned = F.interpolate(aligned, size=(side, side), mode="area")
     matrix = source_to_aligned(landmarks, side)
