@@ -23,6 +23,7 @@ import typer  # noqa: E402
 from . import __version__  # noqa: E402
 from .commands import _common  # noqa: E402
 from .commands import align as align_cmd  # noqa: E402
+from .commands import invert as invert_cmd  # noqa: E402
 from .commands import fit as fit_cmd  # noqa: E402
 from .commands import render as render_cmd  # noqa: E402
 from .commands import weights as weights_cmd  # noqa: E402
@@ -73,6 +74,7 @@ def main_options(
 app.command("render")(render_cmd.command)
 app.command("weights")(weights_cmd.command)
 app.command("align")(align_cmd.command)
+app.command("invert")(invert_cmd.command)
 app.command("fit")(fit_cmd.command)
 
 
