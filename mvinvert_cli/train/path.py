@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import DEFAULT_VIEWS
+from ..invert.ffhq_align import align_views, unalign
 from ..invert.restyle import average_image, pool_to, to_signed, to_unit
 from ..morphable import camera as cam
 from ..morphable.lighting import shade
@@ -48,7 +49,8 @@ class PathOutputs:
         identity_renders: (B,K,3,S,S) R_k of Eq. 9.
         identity_points5: (B,K,5,2) their 5 landmarks in px (for the ArcFace crop).
         uv_texture: (B,3,T,T) T_refine baked into UV space (Eq. 10).
-        views: (B,N,3,H,H) coarse renders I_R^i (H = view_size); inverted: (B,N,3,H,H) I_inv^i.
+        views: (B,N,3,H,H) coarse renders I_R^i (H = view_size); view_landmarks: (B,N,68,2) their
+            projected landmarks (px); inverted: (B,N,3,H,H) I_inv^i.
         refined: (B,V,3) T_refine per vertex.
         notes: degraded cases reported by the stitch.
     """
@@ -60,6 +62,7 @@ class PathOutputs:
     identity_points5: Tensor | None
     uv_texture: Tensor
     views: Tensor
+    view_landmarks: Tensor
     inverted: Tensor
     refined: Tensor
     notes: tuple[str, ...] = ()
@@ -223,27 +226,31 @@ class InversionPath(nn.Module):
         stop, size = self.settings.generator_stop, getattr(self.decoder, "size", None)
         return None if stop is None or size is None or stop >= size else stop
 
-    def invert(self, images: Tensor) -> Tensor:
-        """ReStyle residual passes on (M,3,H,W) views in [0,1] → I_inv (M,3,H,W) in [0,1] (Eq. 2–3).
+    def invert(self, images: Tensor, landmarks: Tensor) -> Tensor:
+        """The inference ``Inverter`` made differentiable: (M,3,H,W) views in [0,1] and their (M,68,2)
+        projected landmarks → I_inv (M,3,H,W) in [0,1] in the render frame (Eq. 2–3).
 
-        Pass 0 compares the target with G(w̄), pass t > 0 with the previous reconstruction
-        (``invert.restyle`` conventions); each adds the encoder's Δ to w. Only the last pass keeps
-        the autograd graph (ReStyle trains every pass on its own detached input as well).
+        Each view is FFHQ-aligned from its landmarks (``invert.ffhq_align.align_views``), inverted
+        by ReStyle residual passes (pass 0 against G(w̄), pass t against the previous
+        reconstruction; each adds the encoder's Δ to w), warped back (``unalign``) and composed
+        over the render where the crop covers it. Only the last pass keeps the autograd graph
+        (ReStyle trains every pass on its own detached input as well).
         """
         s = self.settings
         passes = max(s.iterations, 1)
-        target = to_signed(pool_to(images, s.encoder_size))
-        w = self.latent_avg.expand(images.shape[0], *self.latent_avg.shape)
         with torch.no_grad():
+            target = to_signed(align_views(images, landmarks, s.encoder_size))
             current = average_image(self.decoder, self.latent_avg, s.encoder_size, self._stop())
         current = current.expand_as(target)
+        w = self.latent_avg.expand(images.shape[0], *self.latent_avg.shape)
         for it in range(passes):
             last = it == passes - 1
             with torch.set_grad_enabled(last and torch.is_grad_enabled()):
                 w = w + self.encoder(torch.cat([target, current], dim=1))  # Eq. 2
                 out = self.decoder(w, stop_at=self._stop())  # Eq. 3
                 current = pool_to(out, s.encoder_size)
-        return to_unit(pool_to(out, images.shape[-1]))
+        warped, coverage = unalign(to_unit(out), landmarks, tuple(images.shape[-2:]))
+        return coverage * warped + (1 - coverage) * images
 
     # ------------------------------------------------------------------ forward
     def forward(self, batch: Mapping[str, Tensor], gen: torch.Generator | None = None) -> PathOutputs:
@@ -269,7 +276,8 @@ class InversionPath(nn.Module):
         world_v, normals_v = self.pose(verts.repeat_interleave(n, dim=0), angles_v, trans_v)
         with torch.no_grad():
             views = self.view_renderer.render(world_v, faces, coarse.repeat_interleave(n, dim=0))
-        inverted = self.invert(views.image)  # (B·N,3,H,W)
+        view_landmarks = self.model.landmarks(views.screen[..., :2])  # (B·N,68,2)
+        inverted = self.invert(views.image, view_landmarks)  # (B·N,3,H,W)
         on_views = sample_vertices(inverted, views.screen, faces, fragments=views.fragments)
         view_scores = self.scores(on_views, world_v, normals_v, s.vis_threshold_view, s.view_size)
 
@@ -289,7 +297,8 @@ class InversionPath(nn.Module):
         id_renders, id_points = self.identity_renders(verts, refined, normals, batch, gen)
         size = s.view_size
         return PathOutputs(photo, mask, blended, id_renders, id_points, self.bake_uv(refined),
-                           views.image.view(b, n, 3, size, size), inverted.view(b, n, 3, size, size),
+                           views.image.view(b, n, 3, size, size), view_landmarks.view(b, n, 68, 2),
+                           inverted.view(b, n, 3, size, size),
                            refined, tuple(notes))
 
     def identity_renders(self, verts: Tensor, refined: Tensor, normals_fit: Tensor, batch: Mapping[str, Tensor],

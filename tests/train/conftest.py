@@ -25,11 +25,16 @@ def synthetic_face_model(n: int = 13, seed: int = 0):
     def nearest(px, py):
         return int(np.argmin((verts[:, 0] - px) ** 2 + (verts[:, 1] - py) ** 2))
 
-    lms = [nearest(px, py) for px, py in rng.uniform(-0.6, 0.6, size=(68, 2))]
-    fixed = {36: (-0.45, 0.25), 39: (-0.15, 0.25), 42: (0.15, 0.25), 45: (0.45, 0.25), 30: (0.0, 0.0),
-             48: (-0.25, -0.35), 54: (0.25, -0.35)}
-    for k, (px, py) in fixed.items():
-        lms[k] = nearest(px, py)
+    def ring(cx, cy, rx, ry, count):
+        angles = np.pi + np.linspace(0, 2 * np.pi, count, endpoint=False)  # start at the image-left corner
+        return [(cx + rx * np.cos(a), cy + ry * np.sin(a)) for a in angles]
+
+    places = ([(x, -0.1 - 0.5 * (1 - x * x)) for x in np.linspace(-0.7, 0.7, 17)]  # jaw 0-16
+              + [(x, 0.45) for x in np.linspace(-0.55, -0.15, 5)] + [(x, 0.45) for x in np.linspace(0.15, 0.55, 5)]
+              + [(0.0, y) for y in np.linspace(0.3, 0.05, 4)] + [(x, -0.05) for x in np.linspace(-0.12, 0.12, 5)]
+              + ring(-0.3, 0.25, 0.15, 0.06, 6) + ring(0.3, 0.25, 0.15, 0.06, 6)  # eyes 36-47
+              + ring(0.0, -0.35, 0.25, 0.1, 12) + ring(0.0, -0.35, 0.15, 0.04, 8))  # mouth 48-67
+    lms = [nearest(px, py) for px, py in places]
     v = len(verts)
     return model_from_arrays("synthetic-cap", verts, rng.normal(0, 0.01, (v, 3, 4)), rng.normal(0, 0.01, (v, 3, 3)),
                              None, None, tris, uvs, np.array(lms))

@@ -27,7 +27,7 @@ def make_trainer(steps: int, photos, textures=True, **overrides) -> loop.Trainer
     encoder, generator, latent_avg = tiny_networks()
     path = P.InversionPath(model, encoder, generator, latent_avg, P.PathSettings(**TINY_PATH, views=TEST_VIEWS))
     real = [torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(i)) for i in range(3)] if textures else None
-    settings = dict(steps=steps, batch_size=2, lr=1e-3, disc_size=16, disc_channels=256, texture_size=32,
+    settings = dict(steps=steps, batch_size=2, lr=1e-3, disc_lr=2e-5, disc_size=16, disc_channels=256, texture_size=32,
                     r1_every=4, sample_every=25, checkpoint_every=25, log_every=5)
     settings.update(overrides)
     return loop.Trainer(path, tiny_face_features(width=4, dim=16, input_size=32), photos, real,
@@ -93,10 +93,11 @@ def test_checkpoint_is_restyle_layout_and_loads_for_inference(smoke):
     trainer.path.eval()
     with torch.no_grad():
         views = trainer.last_output.views.flatten(0, 1)
-        expected = trainer.path.invert(views)
+        landmarks = trainer.last_output.view_landmarks.flatten(0, 1)
+        expected = trainer.path.invert(views, landmarks)
         loaded = P.InversionPath(trainer.path.model, model.encoder, model.decoder, model.latent_avg,
                                  trainer.path.settings).eval()
-        assert torch.equal(loaded.invert(views), expected)
+        assert torch.equal(loaded.invert(views, landmarks), expected)
 
 
 def test_resume_gives_identical_next_step(smoke, tmp_path):
