@@ -98,6 +98,12 @@ def test_checkpoint_is_restyle_layout_and_loads_for_inference(smoke):
         loaded = P.InversionPath(trainer.path.model, model.encoder, model.decoder, model.latent_avg,
                                  trainer.path.settings).eval()
         assert torch.equal(loaded.invert(views, landmarks), expected)
+    # ... and the pipeline's Inverter (what `recover --encoder` runs) gives the same views
+    from mvinvert_cli.invert.inverter import Inverter
+
+    inverter = Inverter.from_paths(None, result.checkpoints[-1], "cpu", iterations=1)
+    assert inverter.backend == "restyle-psp"
+    assert torch.allclose(inverter.invert(views, landmarks).images, expected, atol=1e-5)
 
 
 def test_resume_gives_identical_next_step(smoke, tmp_path):
