@@ -78,12 +78,13 @@ class PathSettings:
             Deep3DFaceRecon).
         view_size: side of the synthetic views handed to the encoder (the pipeline's
             ``VIEW_RENDER_SIZE``, 512); view_background: their grey behind the face.
-        encoder_size: side the views are resized to for the encoder (256 for ReStyle).
-        generator_stop: resolution the generator stops at (its skip image at that scale; ≥
-            ``render_size`` keeps full detail at a fraction of the 1024² cost); None = full size.
+        encoder_size: side of the FFHQ-aligned crops fed to the encoder (256 for ReStyle).
+        generator_stop: resolution the generator stops at during training (its skip-RGB image at
+            that scale, a fraction of the 1024² cost); None = full size, exactly as the inference
+            ``Inverter`` (which pools the 1024² output) — 256 differs from it only by that pooling.
         iterations: ReStyle residual passes per view during training; the passes before the last
             run without gradient (ReStyle's own training detaches them too).
-        vis_threshold_photo / vis_threshold_view: T of Eq. 4 in px at ``render_size``·224/224.
+        vis_threshold_photo / vis_threshold_view: T of Eq. 4 in px at 224 (scaled with each render).
         texture_size: T, side of the baked UV texture (Eq. 10).
         identity_renders: K of Eq. 9.
         max_yaw / max_pitch: range (degrees) of the random identity-render poses.
