@@ -7,7 +7,9 @@ as in ReStyle's ``coach_restyle_psp.py``):
 
     L_t = ‖G(w_t) − G(w⁺)‖²   (Adam)
 
-This is what the tests use to obtain a working tiny encoder in a few hundred CPU steps; the full MvInvert objective (Eq. 7–11)
+BatchNorm statistics are frozen for the last part of training (``freeze_bn``), so that the weights
+adapt to the running statistics the encoder uses at inference; without this, the small late-pass
+residuals suffer from the train/eval normalisation mismatch. This is what the tests use to obtain a working tiny encoder in a few hundred CPU steps; the full MvInvert objective (Eq. 7–11)
 lives in :mod:`mvinvert_cli.train`.
 """
 
@@ -27,13 +29,15 @@ from .stylegan2 import Generator
 class SelfTrainSettings:
     """steps: optimiser steps; batch: samples per step; iterations: T residual passes per sample;
     lr: Adam learning rate; truncation: ψ of the sampled w⁺ (1 = none);
-    seed: sampling seed (CPU generator)."""
+    freeze_bn: fraction of the steps after which BatchNorm layers use (and stop updating) their
+    running statistics; seed: sampling seed (CPU generator)."""
 
     steps: int = 300
     batch: int = 8
     iterations: int = 5
     lr: float = 1e-3
     truncation: float = 0.7
+    freeze_bn: float = 0.5
     seed: int = 0
 
 
@@ -62,7 +66,11 @@ def train_residual_encoder(encoder: nn.Module, generator: Generator, latent_avg:
         average = average_image(generator, latent_avg, size)
     encoder.train()
     history: list[float] = []
-    for _ in range(settings.steps):
+    for step in range(settings.steps):
+        if step == int(settings.freeze_bn * settings.steps):
+            for module in encoder.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         w_true = sample_w_plus(generator, settings.batch, latent_avg, settings.truncation, gen)
         with torch.no_grad():
             target = pool_to(generator(w_true), size)

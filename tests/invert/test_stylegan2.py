@@ -292,7 +292,9 @@ def test_nvidia_pkl_without_g_ema_is_a_weights_error(tmp_path):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_matches_cpu():
+def test_cuda_matches_cpu(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # compare full-precision convolutions
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     g = tiny_generator()
     w = known_w_plus(g, 2, seed=0)
     cpu = g(w)
