@@ -34,11 +34,10 @@ def main() -> int:
     import torch
     from rich.console import Console
 
-    from mvinvert_cli.batch import discover
     from mvinvert_cli.config import Settings
     from mvinvert_cli.eval.recovery import recoverer_inputs
     from mvinvert_cli.eval.report import print_summary
-    from mvinvert_cli.eval.run import evaluate_folder
+    from mvinvert_cli.eval.run import check_paths, evaluate_folder
     from mvinvert_cli.identity import IdentityNet, unavailable_reason
     from mvinvert_cli.pipeline import Recoverer
 
@@ -46,7 +45,7 @@ def main() -> int:
         print(f"no faces folder at {args.faces}", file=sys.stderr)
         return 1
     out = args.out or Path(tempfile.mkdtemp(prefix="mvinvert_quality_")) / "report"
-    photos = [str(item.source) for item in discover([str(args.faces)], out)]
+    photos = [str(path) for path, _ in check_paths([str(args.faces)], out, force=False)]
     if args.limit:
         photos = photos[:args.limit]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)

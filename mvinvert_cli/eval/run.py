@@ -15,9 +15,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..batch import discover
-from ..errors import InputError, MvInvertError, OutputError
+from ..errors import InputError, MvInvertError, OutputError, UsageError
 from ..io.atomic import atomic_dir, atomic_write_text
+from ..io.images import IMAGE_SUFFIXES
 from . import report
 from .holdout import DEFAULT_YAW
 from .photo import DEFAULT_MAX_YAW, EvalInputs, evaluate_photo
@@ -41,23 +41,23 @@ def evaluate_folder(sources: Sequence[str], out: Path, make_inputs: MakeInputs, 
         InputError: no photo found.
         OutputError: ``out`` exists without ``force``, or is not writable.
     """
-    items = check_paths(sources, out, force)
+    photos = check_paths(sources, out, force)
     rows: list[dict[str, Any]] = []
     panels: dict[int, dict] = {}
-    for index, item in enumerate(items):
+    for index, (path, name) in enumerate(photos):
         start = time.perf_counter()
         try:
-            inputs = make_inputs(item.source)
+            inputs = make_inputs(path)
             recovered = time.perf_counter()
             row, panel = evaluate_photo(inputs, identity_net, yaw, max_yaw)
-            row["image"] = item.display
+            row["image"] = name
             row["recover_seconds"] = round(recovered - start, 3)
             panels[id(row)] = panel
         except MvInvertError as exc:
-            row = {"image": item.display, "status": f"error: {exc}"}
+            row = {"image": name, "status": f"error: {exc}"}
         row["seconds"] = round(time.perf_counter() - start, 3)
         rows.append(row)
-        progress(f"[{index + 1}/{len(items)}] {item.display}: {_brief(row)}")
+        progress(f"[{index + 1}/{len(photos)}] {name}: {_brief(row)}")
     summary = report.summarise(rows)
     if identity_net is None:
         summary.id_backend = identity_note or "none"
@@ -69,8 +69,11 @@ def evaluate_folder(sources: Sequence[str], out: Path, make_inputs: MakeInputs, 
     return rows, summary
 
 
-def check_paths(sources: Sequence[str], out: Path, force: bool) -> list[Any]:
-    """The photos under ``sources`` (batch items), checked before any model is loaded.
+def check_paths(sources: Sequence[str], out: Path, force: bool) -> list[tuple[Path, str]]:
+    """(path, display name) of the photos under ``sources``, checked before any model is loaded.
+
+    Folders are searched recursively (sorted; hidden folders and ``out`` itself are skipped); the
+    display name is the path relative to its source folder.
 
     Raises:
         UsageError: a source does not exist. InputError: no photo found.
@@ -79,10 +82,23 @@ def check_paths(sources: Sequence[str], out: Path, force: bool) -> list[Any]:
     if out.exists() and (not out.is_dir() or not force):
         raise OutputError(f"output {out} already exists (use --force to overwrite)" if out.is_dir()
                           else f"output {out} exists and is not a folder")
-    items = discover(sources, out)
-    if not items:
+    skip = out.resolve()
+    photos: list[tuple[Path, str]] = []
+    for source in map(Path, sources):
+        if source.is_file():
+            photos.append((source, source.name))
+        elif source.is_dir():
+            for path in sorted(source.rglob("*")):
+                rel = path.relative_to(source)
+                if (path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+                        and not any(part.startswith(".") for part in rel.parts)
+                        and skip not in path.resolve().parents):
+                    photos.append((path, rel.as_posix()))
+        else:
+            raise UsageError(f"{source}: no such file or folder")
+    if not photos:
         raise InputError(f"no photos found in {', '.join(sources)}")
-    return items
+    return photos
 
 
 def summary_json(summary: report.Summary, yaw: float, max_yaw: float) -> dict[str, Any]:

@@ -48,3 +48,21 @@ def test_folder_report(tmp_path, head):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError):
         evaluate_folder([str(tmp_path / "empty")], tmp_path / "r2", make_inputs)
+
+
+def test_check_paths_discovery(tmp_path):
+    from mvinvert_cli.errors import UsageError
+    from mvinvert_cli.eval.run import check_paths
+
+    img = np.zeros((8, 8, 3), dtype=np.float32)
+    for rel in ("b.png", "sub/a.jpg", ".hidden/c.png", "report/old.png"):
+        save_image(tmp_path / "in" / rel, img)
+    (tmp_path / "in" / "notes.txt").write_text("not a photo")
+    found = check_paths([str(tmp_path / "in")], tmp_path / "in" / "report", force=True)
+    assert [name for _, name in found] == ["b.png", "sub/a.jpg"]  # sorted, no hidden, no output folder
+    assert check_paths([str(tmp_path / "in" / "b.png")], tmp_path / "r", False)[0][1] == "b.png"
+    with pytest.raises(UsageError):
+        check_paths([str(tmp_path / "missing")], tmp_path / "r", False)
+    (tmp_path / "file_out").write_text("")
+    with pytest.raises(OutputError):
+        check_paths([str(tmp_path / "in")], tmp_path / "file_out", True)
