@@ -23,6 +23,7 @@ import typer  # noqa: E402
 from . import __version__  # noqa: E402
 from .commands import _common  # noqa: E402
 from .commands import align as align_cmd  # noqa: E402
+from .commands import eval as eval_cmd  # noqa: E402
 from .commands import invert as invert_cmd  # noqa: E402
 from .commands import fit as fit_cmd  # noqa: E402
 from .commands import render as render_cmd  # noqa: E402
@@ -76,6 +77,7 @@ app.command("weights")(weights_cmd.command)
 app.command("align")(align_cmd.command)
 app.command("invert")(invert_cmd.command)
 app.command("fit")(fit_cmd.command)
+app.command("eval")(eval_cmd.command)
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
