@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -301,7 +302,8 @@ class IdentityNet:
         dlib, predictor, encoder = self._dlib
         out = []
         for image, points in zip(images, points5.detach().cpu().double(), strict=True):
-            rgb = (image.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype("uint8")
+            rgb = np.ascontiguousarray((image.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5)
+                                       .astype(np.uint8))  # dlib needs a C-contiguous (H, W, 3) uint8
             centre = points.mean(0)
             # dlib's detector box spans about 2.2× the eye-centre-to-mouth-centre distance
             span = float(torch.linalg.norm(points[:2].mean(0) - points[3:].mean(0))) * 2.2

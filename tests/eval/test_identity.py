@@ -147,7 +147,9 @@ def test_dlib_backend(faces_dir):
     net = IdentityNet.dlib(torch.device("cpu"))
     emb = {}
     for name, points in POINTS5.items():
+        # (B, 3, H, W) contiguous, as the evaluation passes crops
         image = torch.from_numpy(np.ascontiguousarray(load_image(faces_dir / name).rgb)).permute(2, 0, 1)[None]
+        image = image.contiguous()
         emb[name] = net.embed(image, torch.tensor([points], dtype=torch.float32))
         assert emb[name].shape == (1, 128)
     same = torch.nn.functional.cosine_similarity(emb["facerec_obama.jpg"], emb["facerec_obama2.jpg"]).item()
