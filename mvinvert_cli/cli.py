@@ -23,10 +23,13 @@ import typer  # noqa: E402
 from . import __version__  # noqa: E402
 from .commands import _common  # noqa: E402
 from .commands import align as align_cmd  # noqa: E402
-from .commands import eval as eval_cmd  # noqa: E402
 from .commands import invert as invert_cmd  # noqa: E402
+from .commands import batch as batch_cmd  # noqa: E402
+from .commands import eval as eval_cmd  # noqa: E402
 from .commands import fit as fit_cmd  # noqa: E402
+from .commands import recover as recover_cmd  # noqa: E402
 from .commands import render as render_cmd  # noqa: E402
+from .commands import train as train_cmd  # noqa: E402
 from .commands import weights as weights_cmd  # noqa: E402
 from .errors import EXIT_CODE_HELP, ExitCode, Interrupted, MvInvertError  # noqa: E402
 
@@ -72,12 +75,20 @@ def main_options(
         os.environ["MVINVERT_WEIGHTS"] = weights_dir
 
 
+app.command("recover")(recover_cmd.command)
+app.command("batch")(batch_cmd.command)
 app.command("render")(render_cmd.command)
 app.command("weights")(weights_cmd.command)
 app.command("align")(align_cmd.command)
 app.command("invert")(invert_cmd.command)
-app.command("fit")(fit_cmd.command)
 app.command("eval")(eval_cmd.command)
+app.command("train")(train_cmd.command)
+app.command("fit")(fit_cmd.command)
+
+
+def _printable(text: str) -> str:
+    """Undecodable file-name bytes (surrogate escapes) shown as \\xNN instead of crashing the console."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
@@ -94,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     except MvInvertError as exc:
         if debug:
             raise
-        _common.console.print(f"error: {exc}", soft_wrap=True, markup=False, style="red")
+        _common.console.print(f"error: {_printable(str(exc))}", soft_wrap=True, markup=False, style="red")
         return int(exc.exit_code)
     except KeyboardInterrupt:
         _common.console.print("[red]error:[/red] interrupted", soft_wrap=True)
@@ -113,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             return int(exc.exit_code)
         if debug:
             raise
-        message = " ".join(str(exc).split())[:300]
+        message = _printable(" ".join(str(exc).split())[:300])
         _common.console.print(
             f"internal error: {type(exc).__name__}: {message} (rerun with --debug for the traceback)",
             soft_wrap=True, markup=False, style="red",

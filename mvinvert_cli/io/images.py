@@ -131,7 +131,7 @@ def load_image(path: str | os.PathLike, max_side: int = DEFAULT_MAX_SIDE) -> Pho
             too large (pixel cap) or too small.
     """
     path = Path(path)
-    shown = os.fsdecode(path).encode("utf-8", "backslashreplace").decode("utf-8")
+    shown = os.fsencode(path).decode("utf-8", "backslashreplace")
     if not path.exists():
         raise InputError(f"{shown}: no such file")
     if path.is_dir():

@@ -229,7 +229,9 @@ def _build(task_path: str, levels: int) -> dict[str, np.ndarray]:
     for _ in range(levels):
         tris, embedding = subdivide(tris, embedding)
     positions = embedding @ canonical
-    dense_uvs = embedding @ uvs.astype(np.float64)
+    # MediaPipe's UVs put v = 0 at the top of the texture image (image convention); ours put v = 0
+    # at the bottom (OBJ), so flip v: the written texture.png then shows the face upright.
+    dense_uvs = embedding @ np.stack([uvs[:, 0], 1.0 - uvs[:, 1]], axis=1).astype(np.float64)
     ids, weights = _barycentric_rows(embedding)
     landmark_ids = _landmark_ids(positions, canonical)
     # Skin: everything outside the eye and inner-mouth polygons of the iBUG landmarks (front view).

@@ -125,8 +125,12 @@ class TestDefaultModel:
 
     def test_uvs_interpolated(self, model, task):
         verts, uvs, _ = read_canonical_mesh(task)
-        np.testing.assert_allclose(model.uvs[:468].numpy(), uvs, atol=1e-6)
-        assert model.uvs.min() >= uvs.min() - 1e-6 and model.uvs.max() <= uvs.max() + 1e-6
+        flipped = np.stack([uvs[:, 0], 1.0 - uvs[:, 1]], axis=1)  # MediaPipe v down → ours v up
+        np.testing.assert_allclose(model.uvs[:468].numpy(), flipped, atol=1e-6)
+        assert model.uvs.min() >= flipped.min() - 1e-6 and model.uvs.max() <= flipped.max() + 1e-6
+        # v up: the forehead (top of the face, largest y) has larger v than the chin
+        top, bottom = model.mean_shape[:, 1].argmax(), model.mean_shape[:, 1].argmin()
+        assert model.uvs[top, 1] > model.uvs[bottom, 1]
 
     def test_embedding_reproduces_mean(self, model):
         points = torch.from_numpy(canonical_points())[None]
