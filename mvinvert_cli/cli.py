@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        app(args=argv, standalone_mode=False)
-        return ExitCode.OK
+        code = app(args=argv, standalone_mode=False)  # a typer.Exit inside a command comes back as its code
+        return int(code) if isinstance(code, int) else ExitCode.OK
     except MvInvertError as exc:
         if debug:
             raise

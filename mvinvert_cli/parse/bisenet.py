@@ -177,14 +177,21 @@ class BiSeNet(nn.Module):
 
 # ----------------------------------------------------------------------------- loading and use
 
-def load_bisenet(path: Any = None, device: Any = "cpu", trust_pickle: bool = False, base: int = 64) -> BiSeNet:
-    """Build BiSeNet and strictly load ``path`` (default: ``79999_iter.pth`` from the registry)."""
+def load_bisenet(path: Any = None, device: Any = "cpu", trust_pickle: bool = False, base: int | None = None) -> BiSeNet:
+    """Build BiSeNet and strictly load ``path`` (default: ``79999_iter.pth`` from the registry).
+
+    ``base`` is the ResNet-18 stem width (64 for the official file); None reads it from the
+    checkpoint's ``cp.resnet.conv1.weight`` so narrower test networks in the same layout load too.
+    """
     from ..weights import load_checkpoint, load_state_dict_strict, require
 
     path = path if path is not None else require("bisenet")
     state = load_checkpoint(path, trust_pickle=trust_pickle)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
+    if base is None:
+        stem = state.get("cp.resnet.conv1.weight") if isinstance(state, dict) else None
+        base = int(stem.shape[0]) if stem is not None and getattr(stem, "ndim", 0) == 4 else 64
     net = BiSeNet(base=base)
     load_state_dict_strict(net, state, path, "face-parsing BiSeNet")
     return net.to(device).eval()
