@@ -8,6 +8,7 @@ Examples:
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -41,6 +42,7 @@ def command(
     mirror-symmetry fill, coarse without refine) plus the ceiling of per-vertex colour.
     """
     from rich.console import Console
+    from rich.markup import escape
 
     from ..config import Settings
     from ..eval.recovery import recoverer_inputs
@@ -54,18 +56,18 @@ def command(
     settings.extra["trust_pickle"] = OPTIONS.trust_pickle
     recoverer = Recoverer(settings)
     for note in recoverer.degraded:
-        warn(note)
+        warn(escape(note))
     identity_net = IdentityNet.from_weights(recoverer.device, trust_pickle=OPTIONS.trust_pickle)
-    note = identity_net.backend if identity_net is not None else unavailable_reason()
     if identity_net is None:
-        warn(note)
+        warn(escape(unavailable_reason()))
     else:
-        log(f"identity: {identity_net.note}")
-    _, summary = evaluate_folder([str(p) for p in photos], out, recoverer_inputs(recoverer), identity_net, note,
-                                 yaw=yaw, max_yaw=max_yaw, cases=cases, force=force, progress=log)
+        log(escape(f"identity: {identity_net.note}"))
+    _, summary = evaluate_folder([str(p) for p in photos], out, recoverer_inputs(recoverer), identity_net, "none",
+                                 yaw=yaw, max_yaw=max_yaw, cases=cases, force=force,
+                                 progress=lambda line: log(escape(line)))
     if json_out:
         emit_json({"out": str(out), **summary_json(summary, yaw, max_yaw)})
         return
     if not OPTIONS.quiet:
-        print_summary(summary, Console(highlight=False))
+        print_summary(summary, Console(highlight=False, width=None if sys.stdout.isatty() else 130))
     typer.echo(str(out))

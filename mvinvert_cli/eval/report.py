@@ -153,14 +153,15 @@ def summary_tables(summary: Summary) -> list[tuple[str, list[str], list[list[str
 
 def print_summary(summary: Summary, console: Any) -> None:
     """Render :func:`summary_tables` with rich on ``console``."""
+    from rich.markup import escape
     from rich.table import Table
 
     for title, header, rows in summary_tables(summary):
-        table = Table(title=title, title_justify="left")
+        table = Table(title=escape(title), title_justify="left")
         for name in header:
-            table.add_column(name, justify="left" if name == "method" else "right")
+            table.add_column(escape(name), justify="left" if name == "method" else "right")
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*map(escape, row))
         console.print(table)
     if summary.failed:
         console.print(f"{summary.failed} of {summary.photos} photos failed (see eval.csv, status column)")
