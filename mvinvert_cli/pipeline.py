@@ -239,9 +239,7 @@ class Recoverer:
             t_uv, photo_scores, coarse_scores, photo_screen = self._sample_photo(photo, obs, world, world_normals, camera)
             st.note = f"{float((coarse_scores > 0).float().mean()):.0%} of vertices seen by the photo"
         with log.stage("coarse", self.solver.backend) as st:
-            from .morphable.fit import shade
-
-            t_pca = shade(fit.t_pca[None], world_normals, fit.gamma[None])[0].clamp(0, 1)
+            t_pca = lit_statistical_texture(fit.t_pca, world_normals[0], fit.gamma, coarse_scores > 0)
             coarse = coarse_texture(self.solver, t_uv, coarse_scores, t_pca)
             t_coarse = coarse.colors.clamp(0, 1)
             st.note = "; ".join(coarse.notes)
@@ -364,6 +362,32 @@ class Recoverer:
         texture = base.texture + weight * (texels[0] - base_uv.texture)
         texture = pad_islands(texture.clamp(0, 1), self.uv_layout.nearest)
         return texture.cpu().numpy(), base.mask.cpu().numpy()
+
+
+def lit_statistical_texture(albedo: torch.Tensor, world_normals: torch.Tensor, gamma: torch.Tensor,
+                            seen: torch.Tensor) -> torch.Tensor:
+    """T_pca lit like the photo, for filling the holes of T_uv (§3.1).
+
+    The SH light (FORMATS.md §1g) is fitted to the visible side only; extrapolated to normals the photo
+    never saw (grazing and turned-away surfaces) its second-order terms can brighten or darken them
+    far beyond anything observed. The irradiance is therefore clamped per channel to the interquartile
+    range it has over the seen vertices: hidden parts keep a plausible shading pattern at the photo's
+    exposure.
+
+    Args:
+        albedo: (V, 3) T_pca in [0, 1]; world_normals: (V, 3); gamma: (27,); seen: (V,) bool.
+
+    Returns:
+        (V, 3) colours in [0, 1].
+    """
+    from .morphable import lighting
+
+    irradiance = lighting.shade(torch.ones_like(albedo)[None], world_normals[None], gamma[None])[0]
+    if int(seen.sum()) >= 8:
+        low = irradiance[seen].quantile(0.25, dim=0)
+        high = irradiance[seen].quantile(0.75, dim=0)
+        irradiance = torch.maximum(torch.minimum(irradiance, high), low)
+    return (albedo * irradiance).clamp(0, 1)
 
 
 # ---------------------------------------------------------------------- outputs
