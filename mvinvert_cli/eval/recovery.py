@@ -27,8 +27,8 @@ from .photo import EvalInputs
 
 def inputs_from_recovery(recovery: Any, recoverer: Any, name: str) -> EvalInputs:
     """Gather the tensors :func:`~mvinvert_cli.eval.photo.evaluate_photo` needs from one recovery."""
-    from ..morphable.fit import shade
     from ..morphable.model import mirror_vertex_ids
+    from ..pipeline import lit_statistical_texture
     from ..texture.coarse import coarse_texture
     from ..texture.sample import sample_vertices
 
@@ -55,14 +55,14 @@ def inputs_from_recovery(recovery: Any, recoverer: Any, name: str) -> EvalInputs
         blind = face_mask & ~hidden_pixels(screen[0], faces, split.hidden, crop.shape[-2:],
                                              fragments=sampled.fragments)
         refit = recoverer.fitter.fit(replace(obs, crop_face_mask=blind.cpu().numpy()))
-        t_pca = shade(refit.t_pca[None], refit.world_normals[None], refit.gamma[None])[0].clamp(0, 1)
-        keep = (~split.hidden).to(recovery.coarse_scores.dtype)
-        t_coarse = coarse_texture(recoverer.solver, recovery.t_uv, recovery.coarse_scores * keep,
-                                  t_pca).colors.clamp(0, 1)
+        kept_scores = recovery.coarse_scores * (~split.hidden).to(recovery.coarse_scores.dtype)
+        t_pca = lit_statistical_texture(refit.t_pca, refit.world_normals, refit.gamma, kept_scores > 0)
+        t_coarse = coarse_texture(recoverer.solver, recovery.t_uv, kept_scores, t_pca).colors.clamp(0, 1)
         if recoverer.inverter is None:
             full, full_is = t_coarse, f"coarse ({recoverer.refine_note})"
         else:
-            full, full_is = _refine(recoverer, recovery, t_coarse, recovery.photo_scores * keep), "refined"
+            photo_scores = recovery.photo_scores * (~split.hidden).to(recovery.photo_scores.dtype)
+            full, full_is = _refine(recoverer, recovery, t_coarse, photo_scores), "refined"
         return {"statistical": t_pca, "coarse": t_coarse, "full": full, "full_is": full_is}
 
     return EvalInputs(
