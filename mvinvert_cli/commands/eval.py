@@ -3,7 +3,7 @@
 Examples:
     mvinvert eval ../shared/faces                     # writes ./mvinvert_eval/, prints the tables
     mvinvert eval photos/ --out report --yaw 60 --force
-    mvinvert eval photos/ --json -q | jq .holdout.full
+    mvinvert -q eval photos/ --json | jq .holdout.full
 """
 
 from __future__ import annotations
