@@ -23,10 +23,10 @@ import typer  # noqa: E402
 from . import __version__  # noqa: E402
 from .commands import _common  # noqa: E402
 from .commands import align as align_cmd  # noqa: E402
-from .commands import invert as invert_cmd  # noqa: E402
 from .commands import batch as batch_cmd  # noqa: E402
 from .commands import eval as eval_cmd  # noqa: E402
 from .commands import fit as fit_cmd  # noqa: E402
+from .commands import invert as invert_cmd  # noqa: E402
 from .commands import recover as recover_cmd  # noqa: E402
 from .commands import render as render_cmd  # noqa: E402
 from .commands import train as train_cmd  # noqa: E402

@@ -232,7 +232,6 @@ class Recoverer:
             degraded += [f"fit: {n}" for n in fit.notes]
 
         camera = Camera().resized(self.settings.render_size)
-        faces = self.model.triangles
         world = fit.world_vertices[None]  # (1, V, 3)
         world_normals = fit.world_normals[None]
         with log.stage("sample") as st:

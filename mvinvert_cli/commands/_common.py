@@ -13,6 +13,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from ..align.backends import AlignerBackend
+from ..parse.backends import ParserBackend
+
 
 @dataclass
 class GlobalOptions:
@@ -50,6 +53,9 @@ DeviceOpt = Annotated[
     str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N (overrides the global --device).")
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing output directory.")]
+AlignerOpt = Annotated[AlignerBackend, typer.Option("--aligner", help="Landmark backend.")]
+ParserOpt = Annotated[ParserBackend, typer.Option("--parser", help="Face-parsing backend.")]
+FaceIndexOpt = Annotated[int, typer.Option("--face-index", min=0, help="Which face, 0 = largest.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")]
 
 

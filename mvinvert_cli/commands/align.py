@@ -16,15 +16,27 @@ import typer
 
 from ..align.backends import AlignerBackend
 from ..parse.backends import ParserBackend
-from ._common import OPTIONS, DeviceOpt, ForceOpt, JsonOpt, device_name, emit_json, log, warn
+from ._common import (
+    OPTIONS,
+    AlignerOpt,
+    DeviceOpt,
+    FaceIndexOpt,
+    ForceOpt,
+    JsonOpt,
+    ParserOpt,
+    device_name,
+    emit_json,
+    log,
+    warn,
+)
 
 
 def command(
     photo: Annotated[Path, typer.Argument(help="Portrait photo (JPEG, PNG, ...).")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output directory (default: <photo>_align/).")] = None,
-    aligner: Annotated[AlignerBackend, typer.Option("--aligner", help="Landmark backend.")] = AlignerBackend.auto,
-    parser: Annotated[ParserBackend, typer.Option("--parser", help="Face-parsing backend.")] = ParserBackend.auto,
-    face_index: Annotated[int, typer.Option("--face-index", min=0, help="Which face, 0 = largest.")] = 0,
+    aligner: AlignerOpt = AlignerBackend.auto,
+    parser: ParserOpt = ParserBackend.auto,
+    face_index: FaceIndexOpt = 0,
     json_out: JsonOpt = False,
     force: ForceOpt = False,
     device: DeviceOpt = None,

@@ -17,7 +17,19 @@ import typer
 from ..align.backends import AlignerBackend
 from ..morphable import ModelChoice
 from ..parse.backends import ParserBackend
-from ._common import OPTIONS, DeviceOpt, ForceOpt, JsonOpt, device_name, emit_json, log, warn
+from ._common import (
+    OPTIONS,
+    AlignerOpt,
+    DeviceOpt,
+    FaceIndexOpt,
+    ForceOpt,
+    JsonOpt,
+    ParserOpt,
+    device_name,
+    emit_json,
+    log,
+    warn,
+)
 
 OUTPUTS = ("fit.npz", "fit.json", "overlay.png", "overlay_textured.png", "mesh.obj", "mesh.mtl", "mesh.ply")
 
@@ -26,9 +38,9 @@ def command(
     photo: Annotated[Path, typer.Argument(help="Portrait photo (JPEG, PNG, ...).")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output directory (default: <photo>_fit/).")] = None,
     model: Annotated[ModelChoice, typer.Option("--model", help="Face model: BFM (weights/) or the embedded default.")] = ModelChoice.auto,
-    aligner: Annotated[AlignerBackend, typer.Option("--aligner", help="Landmark backend.")] = AlignerBackend.auto,
-    parser: Annotated[ParserBackend, typer.Option("--parser", help="Face-parsing backend.")] = ParserBackend.auto,
-    face_index: Annotated[int, typer.Option("--face-index", min=0, help="Which face, 0 = largest.")] = 0,
+    aligner: AlignerOpt = AlignerBackend.auto,
+    parser: ParserOpt = ParserBackend.auto,
+    face_index: FaceIndexOpt = 0,
     json_out: JsonOpt = False,
     force: ForceOpt = False,
     device: DeviceOpt = None,

@@ -14,8 +14,22 @@ from typing import Annotated
 
 import typer
 
+from ..align.backends import AlignerBackend
 from ..config import Settings, parse_views
-from ._common import OPTIONS, DeviceOpt, ForceOpt, JsonOpt, device_name, emit_json, log
+from ..parse.backends import ParserBackend
+from ._common import (
+    OPTIONS,
+    AlignerOpt,
+    DeviceOpt,
+    FaceIndexOpt,
+    ForceOpt,
+    JsonOpt,
+    ParserOpt,
+    QuietOpt,
+    device_name,
+    emit_json,
+    log,
+)
 
 
 def command(
@@ -26,15 +40,16 @@ def command(
     ] = None,
     texture_size: Annotated[int, typer.Option("--texture-size", min=64, max=8192, help="UV texture side.")] = 1024,
     no_refine: Annotated[bool, typer.Option("--no-refine", help="Skip the GAN-inversion refinement (coarse texture).")] = False,
-    face_index: Annotated[int, typer.Option("--face-index", min=0, help="Which face (0 = largest).")] = 0,
-    aligner: Annotated[str, typer.Option("--aligner", help="auto, mediapipe or fan.")] = "auto",
-    parser: Annotated[str, typer.Option("--parser", help="auto, bisenet or polygon.")] = "auto",
+    face_index: FaceIndexOpt = 0,
+    aligner: AlignerOpt = AlignerBackend.auto,
+    parser: ParserOpt = ParserBackend.auto,
     encoder: Annotated[
         Path | None, typer.Option("--encoder", help="ReStyle-layout encoder checkpoint (e.g. from `mvinvert train`).")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (noise, optimisation).")] = 0,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
     device: DeviceOpt = None,
 ) -> None:
     """Recover mesh + complete UV texture from one photo.
@@ -45,8 +60,9 @@ def command(
     """
     from ..pipeline import Recoverer, recover_to_directory
 
+    OPTIONS.quiet = OPTIONS.quiet or quiet
     settings = Settings(device=device_name(device), texture_size=texture_size, refine=not no_refine, seed=seed,
-                        aligner=aligner, parser=parser, face_index=face_index)
+                        aligner=aligner.value, parser=parser.value, face_index=face_index)
     if views:
         settings.views = parse_views(views)
     settings.extra["trust_pickle"] = OPTIONS.trust_pickle

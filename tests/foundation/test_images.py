@@ -29,7 +29,7 @@ def _save(tmp_path, img: Image.Image, name: str, **kw):
 def test_every_mode_becomes_rgb_float(tmp_path, mode):
     img = Image.fromarray(BASE)
     if mode == "I;16":
-        img = Image.fromarray((BASE[..., 0].astype(np.uint16) * 257))
+        img = Image.fromarray(BASE[..., 0].astype(np.uint16) * 257)
         assert img.mode.startswith("I;16")
     elif mode in ("I", "F"):
         img = img.convert("L").convert(mode)
