@@ -125,6 +125,18 @@ class Recovery:
         return self.t_refine if self.t_refine is not None else self.t_coarse
 
 
+@dataclass
+class Refinement:
+    """Output of :meth:`Recoverer.refine`: T_refine (V, 3), the coarse view renders and their GAN
+    inversions (N, 3, S, S), the inversion backend and the stitch's notes."""
+
+    colors: torch.Tensor
+    view_renders: torch.Tensor
+    inverted: torch.Tensor
+    backend: str
+    notes: tuple[str, ...]
+
+
 class Recoverer:
     """Holds every loaded model (aligner, parser, morphable model + fitter, Poisson solver, UV
     layout, inverter) and recovers photos with them; build one per process and reuse it.
@@ -251,24 +263,9 @@ class Recoverer:
             for name in ("render_views", "invert", "resample", "stitch"):
                 log.skip(name, self.refine_note)
         else:
-            with log.stage("render_views") as st:
-                view_screen, view_renders, view_frags, view_world, view_normals = self._render_views(fit, t_coarse, views)
-                st.note = f"{len(views)} views at {VIEW_RENDER_SIZE}²"
-            with log.stage("invert") as st:
-                landmarks = view_screen[:, self.model.landmark_ids, :2]
-                result = self.inverter.invert(view_renders, landmarks)
-                inverted = result.images.clamp(0, 1)
-                invert_backend = st.backend = result.backend
-            with log.stage("resample") as st:
-                view_colors, view_scores = self._resample_views(inverted, view_screen, view_frags, view_world,
-                                                                view_normals)
-            with log.stage("stitch", self.solver.backend) as st:
-                from .texture.stitch import stitch
-
-                stitched = stitch(self.solver, t_uv, photo_scores, view_colors, view_scores, fallback=t_coarse)
-                t_refine = stitched.colors.clamp(0, 1)
-                stitch_notes = stitched.notes
-                st.note = "; ".join(stitched.notes)
+            refined = self.refine(fit, t_uv, photo_scores, t_coarse, views, log)
+            view_renders, inverted, t_refine = refined.view_renders, refined.inverted, refined.colors
+            stitch_notes, invert_backend = refined.notes, refined.backend
         with log.stage("bake") as st:
             final = t_refine if t_refine is not None else t_coarse
             texture, mask = self._bake_with_detail(final, t_uv, coarse_scores, photo, photo_screen)
@@ -282,6 +279,29 @@ class Recoverer:
             uvs=self.model.uvs, invert_backend=invert_backend,
             stitch_notes=stitch_notes,
         )
+
+    def refine(self, fit: Any, t_uv: torch.Tensor, photo_scores: torch.Tensor, t_coarse: torch.Tensor,
+               views: list[tuple[float, float]], log: StageLog | None = None) -> Refinement:
+        """§3.2: render T_coarse from ``views`` (I_R^i), invert each (Eq. 2–3), re-sample T_ref^i with
+        its own Eq. 4 scores, and stitch with the photo (Eq. 5–6). Needs an inverter."""
+        from .texture.stitch import stitch
+
+        if self.inverter is None:
+            raise RuntimeError("refine needs an inverter (generator weights)")
+        log = log if log is not None else StageLog()
+        with log.stage("render_views") as st:
+            screen, renders, frags, world, normals = self._render_views(fit, t_coarse, views)
+            st.note = f"{len(views)} views at {VIEW_RENDER_SIZE}²"
+        with log.stage("invert") as st:
+            result = self.inverter.invert(renders, screen[:, self.model.landmark_ids, :2])
+            inverted = result.images.clamp(0, 1)
+            st.backend = result.backend
+        with log.stage("resample"):
+            view_colors, view_scores = self._resample_views(inverted, screen, frags, world, normals)
+        with log.stage("stitch", self.solver.backend) as st:
+            stitched = stitch(self.solver, t_uv, photo_scores, view_colors, view_scores, fallback=t_coarse)
+            st.note = "; ".join(stitched.notes)
+        return Refinement(stitched.colors.clamp(0, 1), renders, inverted, result.backend, stitched.notes)
 
     def _sample_photo(self, photo: Photo, obs: Observation, world: torch.Tensor, world_normals: torch.Tensor,
                       camera: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

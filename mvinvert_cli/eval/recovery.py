@@ -75,14 +75,7 @@ def inputs_from_recovery(recovery: Any, recoverer: Any, name: str) -> EvalInputs
 
 def _refine(recoverer: Any, recovery: Any, t_coarse: torch.Tensor, photo_scores: torch.Tensor) -> torch.Tensor:
     """T_refine from a hold-out T_coarse: the refine stage of ``Recoverer.recover`` on other inputs."""
-    from ..texture.stitch import stitch
-
-    fit, views = recovery.fit, recovery.views
-    screen, renders, frags, world, normals = recoverer._render_views(fit, t_coarse, views)
-    inverted = recoverer.inverter.invert(renders, screen[:, recoverer.model.landmark_ids, :2]).images.clamp(0, 1)
-    view_colors, view_scores = recoverer._resample_views(inverted, screen, frags, world, normals)
-    return stitch(recoverer.solver, recovery.t_uv, photo_scores, view_colors, view_scores,
-                  fallback=t_coarse).colors.clamp(0, 1)
+    return recoverer.refine(recovery.fit, recovery.t_uv, photo_scores, t_coarse, recovery.views).colors
 
 
 def recoverer_inputs(recoverer: Any) -> Any:
