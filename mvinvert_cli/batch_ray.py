@@ -65,6 +65,9 @@ class RecoverWorker:
         return os.getpid(), self.error
 
     def run(self, item: BatchItem, force: bool, all_faces: bool) -> ItemResult:
+        if self.error is not None:  # only a replacement actor gets here; the first ones are checked by ready()
+            return ItemResult(item.display, _printable(item.source), _printable(item.out_dir), "failed",
+                              self.error[1], self.error[2])
         return run_item(self.recoverer, item, force, all_faces)
 
 
@@ -169,27 +172,40 @@ def run_batch_ray(
     # one CPU and Ray limits its threads to that
     threads = max(1, (os.cpu_count() or 1) // workers) if address is None else 1
     settings_dict = settings.to_dict()
-    actors: dict[Any, int] = {}  # actor handle -> worker pid
+    live: list[Any] = []  # every actor started and not yet killed
+    pids: dict[Any, int] = {}  # actor handle -> worker pid, once its models are loaded
     in_flight: dict[Any, tuple[Any, BatchItem]] = {}
     attempts: dict[int, int] = {}
 
-    def spawn() -> Any:
-        actor = actor_cls.remote(settings_dict, threads)
-        pid, error = ray.get(actor.ready.remote())
-        if error is not None:
-            _raise_worker_error(error)
-        actors[actor] = pid
-        return actor
+    def spawn(count: int) -> list[Any]:
+        """Start ``count`` actors; their models load in parallel, and while they load the driver goes on
+        collecting results (method calls queue behind the constructor)."""
+        new = [actor_cls.remote(settings_dict, threads) for _ in range(count)]
+        live.extend(new)
+        for actor, ref in zip(new, [a.ready.remote() for a in new], strict=True):
+            pending_ready[ref] = actor
+        return new
 
+    def check_ready(refs: list[Any]) -> None:
+        for ref in refs:
+            pid, error = ray.get(ref)
+            pids[pending_ready.pop(ref)] = pid
+            if error is not None:
+                _raise_worker_error(error)
+
+    pending_ready: dict[Any, Any] = {}
     try:
-        idle = [spawn() for _ in range(workers)]
+        idle = spawn(workers)
+        check_ready(list(pending_ready))
         while todo or in_flight:
             while idle and todo:
                 actor, item = idle.pop(), todo.popleft()
                 attempts[id(item)] = attempts.get(id(item), 0) + 1
                 in_flight[actor.run.remote(item, force, all_faces)] = (actor, item)
                 if on_dispatch:
-                    on_dispatch(item, attempts[id(item)], actors[actor])
+                    if actor not in pids:
+                        check_ready([ref for ref, a in pending_ready.items() if a is actor])
+                    on_dispatch(item, attempts[id(item)], pids[actor])
             (ref,), _ = ray.wait(list(in_flight), num_returns=1)
             actor, item = in_flight.pop(ref)
             start = time.perf_counter()
@@ -206,7 +222,7 @@ def run_batch_ray(
                                   time.perf_counter() - start))
                 idle.append(actor)
                 continue
-            actors.pop(actor, None)
+            live.remove(actor)
             ray.kill(actor)
             _remove_staging(item.out_dir)
             if attempts[id(item)] < MAX_ATTEMPTS:
@@ -215,17 +231,17 @@ def run_batch_ray(
                 record(ItemResult(item.display, _printable(item.source), _printable(item.out_dir), "failed",
                                   f"{crash} (twice)", int(ExitCode.INTERNAL)))
             if todo:
-                idle.append(spawn())
+                idle += spawn(1)
     except BaseException:
-        for actor in list(actors):
+        for actor in live:
             ray.kill(actor)
         if address is None:
-            _wait_exit(list(actors.values()))
+            _wait_exit([pids[a] for a in live if a in pids])
         for _, item in in_flight.values():
             _remove_staging(item.out_dir)
         raise
     finally:
-        for actor in list(actors):
+        for actor in live:
             ray.kill(actor)
         if started:
             ray.shutdown()

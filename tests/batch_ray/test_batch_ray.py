@@ -51,7 +51,7 @@ def test_ray_matches_local_and_survives_killed_workers(tmp_path, capsys):
 
     photos = tmp_path / "photos"
     names = _faces(photos)
-    settings = Settings(device="cpu", texture_size=64, refine=False)
+    settings = Settings(device="cpu", texture_size=64, refine=False, views=((0.0, 0.0),))
 
     local_out = tmp_path / "local"
     local_out.mkdir()
@@ -97,7 +97,7 @@ def test_ray_matches_local_and_survives_killed_workers(tmp_path, capsys):
     done = [str(photos / n) for n in names if n != "kill_twice.png"]
     capsys.readouterr()
     code = main(["-q", "batch", *done, "-o", str(ray_out), "--engine", "ray", "--no-refine",
-                 "--texture-size", "64", "--json"])
+                 "--texture-size", "64", "--views", "0", "--json"])
     summary = json.loads(capsys.readouterr().out)
     assert code == 0 and summary["skipped"] == 4 and summary["ok"] == 0
     assert not ray.is_initialized()
