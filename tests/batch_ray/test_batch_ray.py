@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image, ImageOps
 
 from mvinvert_cli.batch import discover, run_batch
@@ -24,13 +25,12 @@ TIMING_KEYS = {"timings", "load_seconds", "seconds"}
 
 
 def _faces(folder: Path) -> list[str]:
-    """Five small portraits from the two bundled examples (mirrored / rescaled copies)."""
+    """Four small portraits from the two bundled examples (mirrored / rescaled copies)."""
     folder.mkdir()
     astronaut = Image.open(REPO / "examples" / "skimage_astronaut.png").convert("RGB").resize((256, 256))
     obama = Image.open(REPO / "examples" / "facerec_obama.jpg").convert("RGB")
     obama = obama.resize((320, round(320 * obama.height / obama.width)))
     astronaut.save(folder / "astronaut.png")
-    ImageOps.mirror(astronaut).save(folder / "astronaut_mirror.png")
     obama.save(folder / "obama.jpg")
     ImageOps.mirror(obama).save(folder / "kill_once.jpg")
     astronaut.resize((224, 224)).save(folder / "kill_twice.png")
@@ -56,8 +56,13 @@ def test_ray_matches_local_and_survives_killed_workers(tmp_path, capsys):
     local_out = tmp_path / "local"
     local_out.mkdir()
     local_items = [i for i in discover([str(photos)], local_out) if i.display != "kill_twice.png"]
-    local = run_batch(local_items, settings, local_out)
-    assert [r.status for r in local] == ["ok"] * 4
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each Ray actor on this 2-core machine (and no oversubscription here)
+    try:
+        local = run_batch(local_items, settings, local_out)
+    finally:
+        torch.set_num_threads(threads)
+    assert [r.status for r in local] == ["ok"] * 3
 
     ray_out = tmp_path / "ray"
     ray_out.mkdir()
@@ -93,13 +98,13 @@ def test_ray_matches_local_and_survives_killed_workers(tmp_path, capsys):
         for rel in ("texture.png", "mesh.obj", "coarse_texture.png"):
             assert (local_out / name / rel).read_bytes() == (ray_out / name / rel).read_bytes(), (name, rel)
 
-    # resume through the CLI: the four done photos are skipped without starting Ray
+    # resume through the CLI: the three done photos are skipped without starting Ray
     done = [str(photos / n) for n in names if n != "kill_twice.png"]
     capsys.readouterr()
     code = main(["-q", "batch", *done, "-o", str(ray_out), "--engine", "ray", "--no-refine",
                  "--texture-size", "64", "--views", "0", "--json"])
     summary = json.loads(capsys.readouterr().out)
-    assert code == 0 and summary["skipped"] == 4 and summary["ok"] == 0
+    assert code == 0 and summary["skipped"] == 3 and summary["ok"] == 0
     assert not ray.is_initialized()
 
 
