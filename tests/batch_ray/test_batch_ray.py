@@ -8,7 +8,9 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -123,3 +125,29 @@ def test_ray_options_need_the_ray_engine(tmp_path, capsys):
     code = main(["batch", str(tmp_path), "-o", str(tmp_path / "out"), "--address", "auto"])
     assert code == int(ExitCode.USAGE)
     assert "--engine ray" in capsys.readouterr().err
+
+
+def test_interrupt_stops_workers_without_partial_outputs(tmp_path):
+    pytest.importorskip("ray")
+    photos = tmp_path / "photos"
+    _faces(photos)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mvinvert_cli", "-q", "batch", str(photos), "-o", str(out), "--engine", "ray",
+         "--jobs", "2", "--no-refine", "--texture-size", "64", "--views", "0"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:  # interrupt once the first photo is done
+        if (out / "batch.jsonl").exists():
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, process.communicate()
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == int(ExitCode.INTERRUPTED), err.decode()[-2000:]
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no staging folders left
+    done = [p for p in out.iterdir() if p.is_dir()]
+    assert 1 <= len(done) < 4  # stopped mid-run
+    for folder in done:
+        assert json.loads((folder / "result.json").read_text())["status"] == "ok"  # only finished photos
