@@ -208,7 +208,6 @@ def run_batch_ray(
                     on_dispatch(item, attempts[id(item)], pids[actor])
             (ref,), _ = ray.wait(list(in_flight), num_returns=1)
             actor, item = in_flight.pop(ref)
-            start = time.perf_counter()
             try:
                 record(ray.get(ref))
                 idle.append(actor)
@@ -216,10 +215,8 @@ def run_batch_ray(
             except (RayActorError, WorkerCrashedError) as exc:
                 crash = f"worker crashed: {type(exc).__name__}"
             except RayTaskError as exc:  # run_item turns every ordinary error into a result; this is not one
-                crash = None
                 record(ItemResult(item.display, _printable(item.source), _printable(item.out_dir), "failed",
-                                  f"internal error in worker: {type(exc.cause).__name__}", int(ExitCode.INTERNAL),
-                                  time.perf_counter() - start))
+                                  f"internal error in worker: {type(exc.cause).__name__}", int(ExitCode.INTERNAL)))
                 idle.append(actor)
                 continue
             live.remove(actor)
