@@ -7,7 +7,7 @@ EXAMPLE ?= examples/skimage_astronaut.png
 DEMO_OUT ?= demo_output
 PYTEST_ARGS ?=
 
-.PHONY: install test test-slow demo bench lint clean
+.PHONY: install test test-slow test-ray demo bench lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ test: install
 
 test-slow: install
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+test-ray: install  # the Ray engine's tests (installs the optional [ray] extra first)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[ray]'
+	$(BIN)/python -m pytest tests/batch_ray $(PYTEST_ARGS)
 
 demo: install
 	$(BIN)/mvinvert recover $(EXAMPLE) -o $(DEMO_OUT) --force
