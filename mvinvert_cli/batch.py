@@ -44,6 +44,7 @@ class ItemResult:
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     faces: int = 0
+    degraded: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -167,7 +168,8 @@ def run_item(recoverer: Any, item: BatchItem, force: bool, all_faces: bool) -> I
         return ItemResult(**base, status="failed", error=f"internal error: {type(exc).__name__}: {message}",
                           exit_code=int(ExitCode.INTERNAL), seconds=time.perf_counter() - start)
     return ItemResult(**base, status="ok", seconds=time.perf_counter() - start,
-                      timings=summary.get("timings", {}), faces=summary.get("faces", 1))
+                      timings=summary.get("timings", {}), faces=summary.get("faces", 1),
+                      degraded=list(summary.get("degraded", [])))
 
 
 def _run_in_worker(item: BatchItem, force: bool, all_faces: bool) -> ItemResult:

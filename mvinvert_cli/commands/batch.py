@@ -27,7 +27,7 @@ from rich.table import Table
 from ..batch import ItemResult, discover, run_batch
 from ..config import Settings, parse_views
 from ..errors import ExitCode, OutputError, UsageError
-from ._common import OPTIONS, DeviceOpt, ForceOpt, JsonOpt, QuietOpt, console, device_name, emit_json
+from ._common import OPTIONS, DeviceOpt, ForceOpt, JsonOpt, QuietOpt, console, device_name, emit_json, warn
 
 
 def command(
@@ -98,6 +98,8 @@ def command(
         else:
             results = run_batch(items, settings, out, force=force, all_faces=all_faces, jobs=jobs, on_result=on_result)
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "failed", "skipped")}
+    for note in dict.fromkeys(n for r in results for n in r.degraded):  # also in each result.json
+        warn(f"degraded: {note}")
     if not OPTIONS.quiet:
         table = Table(title=f"batch: {counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped",
                       title_justify="left")

@@ -29,6 +29,7 @@ from ._common import (
     device_name,
     emit_json,
     log,
+    warn,
 )
 
 
@@ -71,6 +72,8 @@ def command(
     out_dir = out if out is not None else Path.cwd() / f"{photo.stem}_mvinvert"
     recoverer = Recoverer(settings)
     summary = recover_to_directory(recoverer, photo, out_dir, force=force)
+    for note in summary.get("degraded", []):  # also in result.json["degraded"]
+        warn(f"degraded: {note}")
     if json_out:
         emit_json(summary)
     elif OPTIONS.quiet:
