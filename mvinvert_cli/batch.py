@@ -180,6 +180,31 @@ def write_log(path: Path, results: list[ItemResult]) -> None:
     atomic_write_text(path, "".join(json.dumps(r.to_json()) + "\n" for r in results))
 
 
+class BatchLog:
+    """The results of one batch run, kept in ``batch.jsonl`` (rewritten atomically on every record)."""
+
+    def __init__(self, out_root: Path, on_result: Callable[[ItemResult], None] | None = None) -> None:
+        self.path = out_root / "batch.jsonl"
+        self.results: list[ItemResult] = []
+        self.on_result = on_result
+
+    def record(self, result: ItemResult) -> None:
+        self.results.append(result)
+        write_log(self.path, self.results)
+        if self.on_result:
+            self.on_result(result)
+
+    def pending(self, items: list[BatchItem], force: bool) -> list[BatchItem]:
+        """Record complete items as skipped (unless ``force``) and return the rest, in order."""
+        todo = []
+        for item in items:
+            if not force and is_complete(item.out_dir):
+                self.record(ItemResult(item.display, _printable(item.source), _printable(item.out_dir), "skipped"))
+            else:
+                todo.append(item)
+        return todo
+
+
 def run_batch(
     items: list[BatchItem],
     settings: Settings,
@@ -191,21 +216,9 @@ def run_batch(
     recoverer: Any = None,
 ) -> list[ItemResult]:
     """Process every item (skipping complete ones unless ``force``) and keep ``batch.jsonl`` current."""
-    log_path = out_root / "batch.jsonl"
-    results: list[ItemResult] = []
-
-    def record(result: ItemResult) -> None:
-        results.append(result)
-        write_log(log_path, results)
-        if on_result:
-            on_result(result)
-
-    todo = []
-    for item in items:
-        if not force and is_complete(item.out_dir):
-            record(ItemResult(item.display, _printable(item.source), _printable(item.out_dir), "skipped"))
-        else:
-            todo.append(item)
+    log = BatchLog(out_root, on_result)
+    results, record = log.results, log.record
+    todo = log.pending(items, force)
     if not todo:
         return results
     if jobs <= 1:

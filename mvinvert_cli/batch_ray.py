@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .batch import BatchItem, ItemResult, _printable, is_complete, run_item, write_log
+from .batch import BatchItem, BatchLog, ItemResult, _printable, run_item
 from .config import Settings
 from .errors import ExitCode, MvInvertError, UsageError
 
@@ -144,21 +144,9 @@ def run_batch_ray(
         UsageError: Ray missing or unreachable. The worker's typed error if its models cannot load.
         Interrupted / KeyboardInterrupt: after the actors are stopped and partial outputs removed.
     """
-    log_path = out_root / "batch.jsonl"
-    results: list[ItemResult] = []
-
-    def record(result: ItemResult) -> None:
-        results.append(result)
-        write_log(log_path, results)
-        if on_result:
-            on_result(result)
-
-    todo: deque[BatchItem] = deque()
-    for item in items:
-        if not force and is_complete(item.out_dir):
-            record(ItemResult(item.display, _printable(item.source), _printable(item.out_dir), "skipped"))
-        else:
-            todo.append(item)
+    log = BatchLog(out_root, on_result)
+    results, record = log.results, log.record
+    todo: deque[BatchItem] = deque(log.pending(items, force))
     if not todo:
         return results
 
