@@ -14,35 +14,31 @@ Run: .venv/bin/python bench/bench_render.py [--device cuda] [--repeats 5]
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
 from mvinvert_cli.morphable.camera import Camera, transform
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks reuse the tests' mesh factory
 from mvinvert_cli.morphable.lighting import shade
 from mvinvert_cli.render.rasterize import interpolate, rasterize
 from mvinvert_cli.render.renderer import Renderer, bake_uv, uv_fragments, uv_screen, view_pose
+from tests.render.conftest import ellipsoid_grid  # noqa: E402
 
 TARGET_FRAME_S = 0.030
 TARGET_BAKE_S = 0.300
 
 
 def face_mesh(side: int = 189) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Ellipsoid cap (model units, nose +z): vertices (side², 3), faces (2(side−1)², 3), uvs (side², 2)."""
-    v, u = torch.meshgrid(torch.linspace(0, 1, side), torch.linspace(0, 1, side), indexing="ij")
-    theta, phi = (u - 0.5) * math.pi * 0.9, (0.5 - v) * math.pi * 0.9
-    verts = torch.stack(
-        [0.8 * torch.sin(theta) * torch.cos(phi), torch.sin(phi), 0.6 * torch.cos(theta) * torch.cos(phi)], -1
-    ).reshape(-1, 3)
-    idx = torch.arange(side * side).reshape(side, side)
-    a, b, c, d = idx[:-1, :-1], idx[:-1, 1:], idx[1:, :-1], idx[1:, 1:]
-    faces = torch.cat([torch.stack([a, c, b], -1).reshape(-1, 3), torch.stack([b, c, d], -1).reshape(-1, 3)])
-    return verts, faces, torch.stack([u, 1 - v], -1).reshape(-1, 2)
+    """The tests' ellipsoid cap at benchmark size: side² vertices, 2(side−1)² faces."""
+    return ellipsoid_grid(side, side)
 
 
 def timeit(fn: Callable[[], object], repeats: int, device: torch.device) -> tuple[float, float, float]:

@@ -15,7 +15,6 @@ texture keeps the photo's resolution rather than the mesh's.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import time
@@ -34,6 +33,7 @@ from .config import Settings, resolve_device
 from .errors import OutputError
 from .io.images import Photo, load_image
 from .io.meshes import TexturedMesh
+from .weights import file_sha256
 
 VIEW_RENDER_SIZE = 512  # side of the synthetic views handed to the inverter
 VIEW_BACKGROUND = 0.5  # grey behind the rendered face in the synthetic views
@@ -411,14 +411,6 @@ def lit_statistical_texture(albedo: torch.Tensor, world_normals: torch.Tensor, g
 
 # ---------------------------------------------------------------------- outputs
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _to_numpy_image(t: torch.Tensor) -> np.ndarray:
     return t.detach().permute(1, 2, 0).clamp(0, 1).cpu().numpy()
 
@@ -499,7 +491,7 @@ def result_document(recovery: Recovery, recoverer: Recoverer, source: Path, face
         "schema": "mvinvert/result-1",
         "mvinvert_version": __version__,
         "status": "ok",
-        "input": {"path": str(source), "sha256": _sha256(source), "size": list(recovery.photo.original_size),
+        "input": {"path": str(source), "sha256": file_sha256(source), "size": list(recovery.photo.original_size),
                   "used_size": list(recovery.photo.size), "notes": list(recovery.photo.notes)},
         "device": str(recoverer.device),
         "settings": recoverer.settings.to_dict(),

@@ -23,7 +23,7 @@ from .render.rasterize import interpolate, rasterize, select_backend
 FIT_RADIUS = 0.95  # model units; the Deep3D camera shows a sphere of radius ~1 at distance 10 fully
 
 
-def vertex_normals_np(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+def area_weighted_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     """Area-weighted vertex normals (V, 3) of a (V, 3) mesh."""
     tri = vertices[faces]  # (F, 3, 3)
     face_n = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)
@@ -55,7 +55,7 @@ def render_views(
     faces = torch.as_tensor(mesh.faces, dtype=torch.long, device=device)
     if normalize:
         verts = normalize_mesh(verts)
-    normals = vertex_normals_np(verts, faces)
+    normals = area_weighted_normals(verts, faces)
     n = len(views)
     angles = torch.tensor([[math.radians(p), math.radians(y), 0.0] for y, p in views], device=device)
     rot = rotation_matrix(angles)  # (N, 3, 3)

@@ -24,7 +24,9 @@ from ._common import DeviceOpt, JsonOpt, device_name, emit_json, log
 def _write_animation(path: Path, frames: list[np.ndarray], fps: int) -> None:
     from PIL import Image
 
-    images = [Image.fromarray(np.clip(f * 255 + 0.5, 0, 255).astype(np.uint8)) for f in frames]
+    from ..io.images import to_uint8
+
+    images = [Image.fromarray(to_uint8(f)) for f in frames]
     suffix = path.suffix.lower()
     if suffix == ".gif":
         atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],

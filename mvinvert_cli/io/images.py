@@ -117,7 +117,7 @@ def decode_image(source: Image.Image, path: Path | None = None, max_side: int = 
     if max(h, w) > max_side:
         scale = max_side / max(h, w)
         new_size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        rgb8 = Image.fromarray(np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8))
+        rgb8 = Image.fromarray(to_uint8(rgb))
         rgb = np.asarray(rgb8.resize(new_size, Image.LANCZOS), dtype=np.float32) / 255.0
         notes.append(f"downscaled from {w}x{h} to {new_size[0]}x{new_size[1]} (max side {max_side})")
     return Photo(np.ascontiguousarray(rgb, dtype=np.float32), path, (width, height), scale, notes)
@@ -160,13 +160,18 @@ def load_image(path: str | os.PathLike, max_side: int = DEFAULT_MAX_SIDE) -> Pho
             raise InputError(f"{shown}: corrupt or truncated image ({type(exc).__name__})") from exc
 
 
+def to_uint8(rgb: np.ndarray) -> np.ndarray:
+    """Float [0, 1] image (NaN → 0) to uint8, rounded."""
+    return np.clip(np.nan_to_num(np.asarray(rgb, dtype=np.float32)) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
 def save_image(path: str | os.PathLike, rgb: np.ndarray) -> Path:
     """Write float [0,1] or uint8 RGB(A) as PNG/JPEG atomically (format from the suffix)."""
     from .atomic import atomic_write
 
     arr = np.asarray(rgb)
     if arr.dtype != np.uint8:
-        arr = np.clip(np.nan_to_num(arr) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        arr = to_uint8(arr)
     path = Path(path)
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower(), "PNG")
     return atomic_write(path, lambda tmp: Image.fromarray(arr).save(tmp, format=fmt))

@@ -16,6 +16,7 @@ from PIL import Image
 
 from ..errors import InputError
 from .atomic import atomic_write, atomic_write_bytes, atomic_write_text
+from .images import to_uint8
 
 MESH_SUFFIXES = frozenset({".obj", ".ply", ".glb", ".gltf", ".off", ".stl"})
 
@@ -47,13 +48,9 @@ class TexturedMesh:
             self.vertex_colors = np.clip(np.asarray(self.vertex_colors, dtype=np.float32).reshape(-1, 3), 0, 1)
 
 
-def _uint8(rgb: np.ndarray) -> np.ndarray:
-    return np.clip(np.nan_to_num(np.asarray(rgb, dtype=np.float32)) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-
-
 def _png_bytes(rgb: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(_uint8(rgb)).save(buf, format="PNG")
+    Image.fromarray(to_uint8(rgb)).save(buf, format="PNG")
     return buf.getvalue()
 
 
@@ -91,12 +88,12 @@ def _trimesh(mesh: TexturedMesh, with_texture: bool):
     tm = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
     if with_texture and mesh.uvs is not None and mesh.texture is not None:
         material = trimesh.visual.material.PBRMaterial(
-            baseColorTexture=Image.fromarray(_uint8(mesh.texture)), metallicFactor=0.0, roughnessFactor=1.0
+            baseColorTexture=Image.fromarray(to_uint8(mesh.texture)), metallicFactor=0.0, roughnessFactor=1.0
         )
         tm.visual = trimesh.visual.TextureVisuals(uv=mesh.uvs, material=material)
     elif mesh.vertex_colors is not None:
         alpha = np.full((len(mesh.vertices), 1), 255, np.uint8)
-        tm.visual = trimesh.visual.ColorVisuals(tm, vertex_colors=np.concatenate([_uint8(mesh.vertex_colors), alpha], 1))
+        tm.visual = trimesh.visual.ColorVisuals(tm, vertex_colors=np.concatenate([to_uint8(mesh.vertex_colors), alpha], 1))
     return tm
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .atomic import atomic_write_text
-from .images import save_image
+from .images import save_image, to_uint8
 from .meshes import TexturedMesh, write_glb, write_obj, write_ply
 
 PANEL = 256
@@ -24,8 +24,7 @@ PANEL = 256
 
 def _panel(title: str, rgb: np.ndarray, size: int = PANEL) -> Image.Image:
     """One captioned tile of the contact sheet (image letterboxed into size × size)."""
-    arr = np.clip(np.nan_to_num(np.asarray(rgb, dtype=np.float32)) * 255 + 0.5, 0, 255).astype(np.uint8)
-    img = Image.fromarray(arr)
+    img = Image.fromarray(to_uint8(rgb))
     img.thumbnail((size, size), Image.LANCZOS)
     tile = Image.new("RGB", (size, size + 22), (24, 24, 24))
     tile.paste(img, ((size - img.width) // 2, 22 + (size - img.height) // 2))
