@@ -24,10 +24,10 @@ from pathlib import Path
 
 import torch
 
-from mvinvert_cli.morphable.camera import Camera, transform
+from mvinvert_cli.render.camera import Camera, transform
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks reuse the tests' mesh factory
-from mvinvert_cli.morphable.lighting import shade
+from mvinvert_cli.render.lighting import shade
 from mvinvert_cli.render.rasterize import interpolate, rasterize
 from mvinvert_cli.render.renderer import Renderer, bake_uv, uv_fragments, uv_screen, view_pose
 from tests.render.conftest import ellipsoid_grid  # noqa: E402

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.linalg import lsqr, splu
 
-from mvinvert_cli.texture.bake import bake, uv_layout
+from mvinvert_cli.render.bake import bake, uv_layout
 from mvinvert_cli.texture.coarse import coarse_texture
 from mvinvert_cli.texture.poisson import PoissonSolver
 from mvinvert_cli.texture.stitch import gradient_targets, stitch

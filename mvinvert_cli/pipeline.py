@@ -151,7 +151,7 @@ class Recoverer:
         from .morphable.default import load_default_model
         from .morphable.fit import Fitter
         from .parse import FaceParser
-        from .texture.bake import uv_layout
+        from .render.bake import uv_layout
         from .texture.poisson import PoissonSolver
         from .weights import locate
 
@@ -222,7 +222,7 @@ class Recoverer:
 
     def recover(self, photo: Photo, face_index: int | None = None, observation: Observation | None = None) -> Recovery:
         """Run every stage on one face of ``photo`` (``face_index`` defaults to the settings')."""
-        from .morphable.camera import Camera
+        from .render.camera import Camera
         from .texture.coarse import coarse_texture
 
         torch.manual_seed(self.settings.seed)
@@ -332,7 +332,7 @@ class Recoverer:
         return t_uv, photo_scores[0], loose[0], photo_screen
 
     def _view_geometry(self, fit: Any, views: list[tuple[float, float]]) -> tuple[torch.Tensor, torch.Tensor, Any]:
-        from .morphable.camera import Camera, transform
+        from .render.camera import Camera, transform
 
         n = len(views)
         angles = torch.tensor([[math.radians(p), math.radians(y), 0.0] for y, p in views], device=self.device)
@@ -369,7 +369,7 @@ class Recoverer:
     def _bake_with_detail(self, colors: torch.Tensor, t_uv: torch.Tensor, scores: torch.Tensor, photo: Photo,
                           photo_screen: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Bake per-vertex colours to UV and add texel-level photo detail where the photo sees the face."""
-        from .texture.bake import bake, pad_islands
+        from .render.bake import bake, pad_islands
         from .texture.sample import sample_uv_texture
 
         faces = self.model.triangles
@@ -399,7 +399,7 @@ def lit_statistical_texture(albedo: torch.Tensor, world_normals: torch.Tensor, g
     Returns:
         (V, 3) colours in [0, 1].
     """
-    from .morphable import lighting
+    from .render import lighting
 
     irradiance = lighting.shade(torch.ones_like(albedo)[None], world_normals[None], gamma[None])[0]
     if int(seen.sum()) >= 8:
@@ -417,7 +417,7 @@ def _to_numpy_image(t: torch.Tensor) -> np.ndarray:
 
 def _overlay(recovery: Recovery, colors: torch.Tensor, size: int = 448) -> tuple[np.ndarray, np.ndarray]:
     """(render of the final face in the photo pose, crop with that render blended + landmarks)."""
-    from .morphable.camera import Camera
+    from .render.camera import Camera
     from .render.rasterize import interpolate, rasterize
 
     fit = recovery.fit

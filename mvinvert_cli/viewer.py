@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .io.meshes import TexturedMesh
-from .morphable.camera import Camera, rotation_matrix
+from .render.camera import Camera, rotation_matrix
 from .render.rasterize import interpolate, rasterize, select_backend
 
 FIT_RADIUS = 0.95  # model units; the Deep3D camera shows a sphere of radius ~1 at distance 10 fully

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..morphable.camera import Camera, transform
+from ..render.camera import Camera, transform
 from ..render.rasterize import rasterize
 from . import holdout
 from .report import CEILING, HOLDOUT_METHODS, column, error_map, overlay

@@ -20,7 +20,7 @@ import torch
 
 from ..align.observation import transform_points
 from ..io.images import load_image
-from ..morphable.camera import Camera
+from ..render.camera import Camera
 from .holdout import HoldoutSplit, hidden_pixels
 from .photo import EvalInputs
 

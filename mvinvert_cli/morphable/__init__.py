@@ -2,8 +2,7 @@
 
 ``MorphableModel`` (model.py) is the record; ``load_model`` picks BFM (bfm.py: BFM 2009 or a ready
 Deep3DFaceRecon front model) or the embedded MediaPipe canonical mesh (default.py); ``Fitter``
-(fit.py) recovers coefficients, pose and lighting from an Observation. camera.py and lighting.py
-hold the Deep3DFaceRecon camera and SH shading. Importing this package does not import torch
+(fit.py) recovers coefficients, pose and lighting from an Observation (camera and SH shading live in ``render``). Importing this package does not import torch
 (the CLI's ``--help`` stays instant); ``MorphableModel`` is loaded on first access.
 """
 

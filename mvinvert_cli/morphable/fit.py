@@ -37,8 +37,8 @@ import torch
 
 from ..config import Settings
 from ..errors import NoFaceError
-from . import lighting
-from .camera import Camera, rotation_matrix, rotation_to_angles, transform
+from ..render import lighting
+from ..render.camera import Camera, rotation_matrix, rotation_to_angles, transform
 from .model import MorphableModel
 
 if TYPE_CHECKING:

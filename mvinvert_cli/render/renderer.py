@@ -2,7 +2,7 @@
 
 ``Renderer`` draws a batch of meshes that share one topology into (B, 3, H, W) images with an alpha
 mask and the fragments (for visibility and z-buffer tests). Colours come per vertex (T_pca, SH-shaded
-albedo via ``morphable.lighting.shade``) or from a UV texture (T_coarse, T_refine). ``view_pose``
+albedo via ``render.lighting.shade``) or from a UV texture (T_coarse, T_refine). ``view_pose``
 gives the pose of the synthetic views (yaw ±30°, pitch −15°: DESIGN.md §4), and ``uv_fragments`` /
 ``bake_uv`` rasterise in UV space to turn per-vertex attributes into S × S texture maps.
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from ..morphable.camera import Camera
+from ..render.camera import Camera
 from .rasterize import Fragments, RasterBackend, interpolate, rasterize, select_backend
 
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..render.rasterize import Fragments, interpolate, rasterize
-from .bake import UVLayout
+from ..render.bake import UVLayout
 from .visibility import silhouette_distance
 
 DEPTH_TOLERANCE = 0.02  # model units (≈ 2 px of surface at depth 10 and 224 px): z-buffer slack
@@ -131,7 +131,7 @@ def sample_uv_texture(image: torch.Tensor, verts_screen: torch.Tensor, faces: to
         image: (N, C, H, W).
         verts_screen: (N, V, 3) projected vertices.
         faces: (F, 3) long.
-        layout: the rasterised UV layout (``texture.bake.uv_layout``).
+        layout: the rasterised UV layout (``render.bake.uv_layout``).
         vertex_weights: (N, V) per-vertex visibility scores to interpolate per texel (None: all 1).
 
     Returns:

@@ -22,12 +22,12 @@ from torch import Tensor, nn
 from ..config import DEFAULT_VIEWS
 from ..invert.ffhq_align import align_views, unalign
 from ..invert.restyle import average_image, pool_to, to_signed, to_unit
-from ..morphable import camera as cam
-from ..morphable.lighting import shade
+from ..render import camera as cam
+from ..render.lighting import shade
 from ..morphable.model import MorphableModel
 from ..render.rasterize import interpolate
 from ..render.renderer import Renderer
-from ..texture.bake import UVLayout, bake, uv_layout
+from ..render.bake import UVLayout, bake, uv_layout
 from ..texture.poisson import PoissonSolver
 from ..texture.sample import Sampled, sample_vertices
 from ..texture.stitch import stitch
@@ -215,7 +215,7 @@ class InversionPath(nn.Module):
                              threshold * self.settings.threshold_scale(size)).detach()
 
     def bake_uv(self, colors: Tensor) -> Tensor:
-        """(B,V,3) per-vertex colours → (B,3,T,T) seam-padded UV textures (``texture.bake``)."""
+        """(B,V,3) per-vertex colours → (B,3,T,T) seam-padded UV textures (``render.bake``)."""
         faces = self.model.triangles
         if self._uv_layout is None or self._uv_layout.mask.device != colors.device:
             self._uv_layout = uv_layout(self.model.uvs, faces, self.settings.texture_size)

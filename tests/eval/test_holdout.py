@@ -9,7 +9,7 @@ import torch
 
 from mvinvert_cli.eval import holdout
 from mvinvert_cli.eval.score import region_scores
-from mvinvert_cli.morphable.camera import Camera, transform
+from mvinvert_cli.render.camera import Camera, transform
 
 SIZE = (112, 112)  # small crop: the camera is Deep3DFaceRecon's, resized
 CAMERA = Camera().resized(112)

@@ -10,7 +10,7 @@ from mvinvert_cli.eval import holdout
 from mvinvert_cli.eval.photo import EvalInputs, evaluate_photo
 from mvinvert_cli.eval.report import column
 from mvinvert_cli.identity import IdentityNet, IResNet
-from mvinvert_cli.morphable.camera import Camera, transform
+from mvinvert_cli.render.camera import Camera, transform
 from mvinvert_cli.texture.coarse import coarse_texture
 from mvinvert_cli.texture.poisson import PoissonSolver
 from mvinvert_cli.texture.sample import sample_vertices

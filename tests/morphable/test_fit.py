@@ -10,7 +10,7 @@ import torch
 
 from mvinvert_cli.config import Settings
 from mvinvert_cli.morphable.bfm import load_bfm09_files
-from mvinvert_cli.morphable.camera import Camera, rotation_matrix, transform
+from mvinvert_cli.render.camera import Camera, rotation_matrix, transform
 from mvinvert_cli.morphable.fit import FitResult, Fitter
 
 from .conftest import make_observation, make_tiny_bfm
@@ -61,7 +61,7 @@ def test_landmark_only_fit_recovers_pose(tiny_model):
 
 def render_truth(model, gt):
     """GT crop rendered with the renderer engineer's Renderer (an independent path from the Fitter's)."""
-    from mvinvert_cli.morphable.lighting import shade
+    from mvinvert_cli.render.lighting import shade
     from mvinvert_cli.render.renderer import Renderer
 
     verts = model.shape(gt["id"], gt["exp"])

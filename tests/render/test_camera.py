@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from mvinvert_cli.morphable.camera import (
+from mvinvert_cli.render.camera import (
     Camera,
     deep3d_pixels_to_screen,
     rotation_matrix,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mvinvert_cli.morphable.lighting import AMBIENT, sh_basis, sh_coefficients, shade
+from mvinvert_cli.render.lighting import AMBIENT, sh_basis, sh_coefficients, shade
 
 A0C0 = 0.8862269  # π · 1/√(4π) = √π / 2
 A1C1 = 1.7724539  # (2π/√3) · (√3/√(4π)) = √π

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from mvinvert_cli.morphable.camera import Camera, transform
+from mvinvert_cli.render.camera import Camera, transform
 from mvinvert_cli.render.renderer import Renderer, bake_uv, uv_fragments, view_pose
 
 QUAD = torch.tensor([[[-1.0, -1.0, 0.0], [1.0, -1.0, 0.0], [1.0, 1.0, 0.0], [-1.0, 1.0, 0.0]]])

@@ -51,7 +51,7 @@ def synthetic_photos(model, count: int = 3, size: int = 64, seed: int = 0) -> li
     a blurred, tinted copy of the true texture plays T_coarse."""
     import torch
 
-    from mvinvert_cli.morphable import camera as cam
+    from mvinvert_cli.render import camera as cam
     from mvinvert_cli.render.rasterize import interpolate, rasterize
     from mvinvert_cli.train.path import five_points
 

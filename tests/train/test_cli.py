@@ -51,7 +51,7 @@ class SyntheticRecoverer:
         self._sample, self._scores = sample_vertices, vertex_scores
 
     def recover(self, photo):
-        from mvinvert_cli.morphable import camera as cam
+        from mvinvert_cli.render import camera as cam
 
         seed = int(photo.rgb.sum() * 1000) % 1000
         item = synthetic_photos(self.model, 1, size=224, seed=seed)[0]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mvinvert_cli.texture.bake import bake, nearest_inside, pad_islands, uv_layout
+from mvinvert_cli.render.bake import bake, nearest_inside, pad_islands, uv_layout
 
-from .conftest import grid_mesh
+from tests.texture.conftest import grid_mesh
 
 
 def _two_islands():

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from scipy import ndimage
 
-from ..render.rasterize import Fragments, interpolate
-from ..render.renderer import uv_fragments
+from .rasterize import Fragments, interpolate
+from .renderer import uv_fragments
 
 DEFAULT_TEXTURE_SIZE = 1024
 
