@@ -1,0 +1,159 @@
+"""Multi-photo recovery: leave-one-out quality and the time of three photos against one.
+
+Quality (one person, three photos): for each photo k, recover the face from the other two
+(``mvinvert recover a b``) and, separately, from each of them alone; render each texture on photo k's
+own fitted geometry and pose (its single-photo fit, the same for every method, so only the texture
+differs) and score the face region (mesh coverage ∩ face mask of photo k's 224² crop) against photo k
+with PSNR/SSIM as ``mvinvert eval`` computes them (``eval.score.region_scores`` on the composite).
+"single best" is, per fold, the better of the two single-photo recoveries (an oracle choice).
+
+Every texture is in the colours of its reference photo, and photo k has its own exposure, so the
+scores are printed twice: raw, and "gain-matched" (each texture given the per-channel gain to photo k
+estimated on the region, ``texture.multiview.exposure_gains``, the same estimator for every method).
+Acceptance: multi beats single best by ≥ 1.5 dB PSNR (gain-matched, mean over the folds).
+
+Time: ``recover`` of one photo vs three photos to an output folder, interleaved repeats, medians
+(acceptance: ratio ≤ 2 on the default path). Prints numbers, never pass/fail.
+
+    python bench/bench_multiview.py [--repeats 3] [--threads 2] [--skip-time]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+FACES = REPO.parent / "shared" / "faces"
+PHOTOS = tuple(FACES / f"hrn_mv_{n}.jpg" for n in (5932, 21650, 10078))
+
+
+def held_out_target(recoverer, recovery):
+    """(crop (3, S, S), region (S, S) bool, screen (V, 3), fragments) of one photo's own fit."""
+    from mvinvert_cli.render.camera import Camera
+    from mvinvert_cli.render.rasterize import rasterize
+
+    obs, fit = recovery.observation, recovery.fit
+    crop = obs.crop_tensor(recoverer.device)[0]
+    screen = Camera().project(fit.world_vertices[None])[0]
+    fragments = rasterize(screen[None], recoverer.model.triangles, tuple(crop.shape[-2:]))
+    region = fragments.mask[0]
+    if obs.crop_face_mask is not None:
+        region = region & torch.from_numpy(obs.crop_face_mask).to(region.device)
+    return crop, region, screen, fragments
+
+
+def score(recoverer, target, colours: torch.Tensor, gain_matched: bool) -> dict[str, float]:
+    """PSNR/SSIM/L1 of per-vertex ``colours`` rendered on the held-out photo's geometry."""
+    from mvinvert_cli.eval.holdout import composite, render_colours
+    from mvinvert_cli.eval.score import region_scores
+    from mvinvert_cli.texture.multiview import exposure_gains
+
+    crop, region, screen, fragments = target
+    faces = recoverer.model.triangles
+    render = render_colours(screen, faces, colours, tuple(crop.shape[-2:]), fragments)
+    if gain_matched:
+        pixels_ref = crop.permute(1, 2, 0)[region]
+        pixels = render.permute(1, 2, 0)[region]
+        ones = torch.ones(len(pixels), device=pixels.device)
+        gain = exposure_gains(pixels_ref, ones, pixels, ones).gain
+        render = (render * gain.view(-1, 1, 1)).clamp(0, 1)
+    candidate = composite(crop, render, region)
+    scores = region_scores(crop[None], candidate[None], region[None])
+    return {k: float(v[0]) for k, v in scores.items()}
+
+
+def leave_one_out(recoverer, multi) -> list[dict]:
+    from mvinvert_cli.io.images import load_image
+    from mvinvert_cli.multiview import load_photos
+
+    singles = {p: recoverer.recover(load_image(p)) for p in PHOTOS}
+    rows = []
+    for k, held in enumerate(PHOTOS):
+        train = [p for p in PHOTOS if p != held]
+        target = held_out_target(recoverer, singles[held])
+        start = time.perf_counter()
+        joint = multi.recover(load_photos(train))
+        seconds = time.perf_counter() - start
+        for matched in (False, True):
+            row = {"held_out": held.name, "gain_matched": matched, "multi": score(recoverer, target,
+                                                                                   joint.recovery.colors, matched)}
+            for p in train:
+                row[f"single {p.name}"] = score(recoverer, target, singles[p].colors, matched)
+            best = max((v for key, v in row.items() if key.startswith("single")), key=lambda s: s["psnr"])
+            row["single_best"], row["multi_seconds"] = best, seconds
+            rows.append(row)
+    return rows
+
+
+def print_quality(rows: list[dict]) -> None:
+    for matched in (False, True):
+        label = "gain-matched" if matched else "raw"
+        print(f"\nleave-one-out, {label} (PSNR dB / SSIM on the held-out photo's face region)")
+        deltas = []
+        for row in (r for r in rows if r["gain_matched"] == matched):
+            singles = "  ".join(f"{k[7:]} {v['psnr']:.2f}/{v['ssim']:.3f}" for k, v in row.items()
+                                if k.startswith("single "))
+            delta = row["multi"]["psnr"] - row["single_best"]["psnr"]
+            deltas.append(delta)
+            print(f"  held out {row['held_out']:<18} multi {row['multi']['psnr']:.2f}/{row['multi']['ssim']:.3f}"
+                  f"  single: {singles}  Δ vs best single {delta:+.2f} dB")
+        print(f"  mean Δ PSNR multi − single best ({label}): {statistics.mean(deltas):+.2f} dB "
+              f"(min {min(deltas):+.2f})  [acceptance: ≥ +1.5 dB]")
+
+
+def timing(recoverer, multi, repeats: int) -> None:
+    from mvinvert_cli.multiview import recover_photos_to_directory
+    from mvinvert_cli.pipeline import recover_to_directory
+
+    one, three = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeats):  # interleaved, so load changes hit both alike
+            start = time.perf_counter()
+            recover_to_directory(recoverer, PHOTOS[0], Path(tmp) / f"one{i}")
+            one.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            recover_photos_to_directory(multi, PHOTOS, Path(tmp) / f"three{i}")
+            three.append(time.perf_counter() - start)
+    a, b = statistics.median(one), statistics.median(three)
+    print(f"\ntime to an output folder (median of {repeats}, interleaved): one photo {a:.2f} s, "
+          f"three photos {b:.2f} s, ratio {b / a:.2f}×  [acceptance: ≤ 2×]")
+    print("  per run one:   " + " ".join(f"{t:.2f}" for t in one))
+    print("  per run three: " + " ".join(f"{t:.2f}" for t in three))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--skip-time", action="store_true")
+    args = parser.parse_args()
+    missing = [p for p in PHOTOS if not p.exists()]
+    if missing:
+        print(f"missing photos: {', '.join(map(str, missing))}")
+        return 1
+    torch.set_num_threads(args.threads)
+
+    from mvinvert_cli.config import Settings
+    from mvinvert_cli.multiview import MultiRecoverer
+    from mvinvert_cli.pipeline import Recoverer
+
+    recoverer = Recoverer(Settings())
+    multi = MultiRecoverer(recoverer)
+    print(f"photos: {', '.join(p.name for p in PHOTOS)}  threads: {args.threads}  device: {recoverer.device}  "
+          f"refine: {'on' if recoverer.inverter is not None else 'off (' + recoverer.refine_note + ')'}  "
+          f"identity: {multi.identity.backend if multi.identity is not None else 'none'}")
+    print_quality(leave_one_out(recoverer, multi))
+    if not args.skip_time:
+        timing(recoverer, multi, args.repeats)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
