@@ -5,6 +5,7 @@ Examples:
     mvinvert batch photos/ -o out/ --jobs 2 --json > summary.json
     find . -name '*.jpg' | mvinvert batch - -o out/
     mvinvert batch photos/ -o out/ --engine ray --jobs 2
+    mvinvert batch people/ -o out/ --group-by-folder   # one sub-folder per person → OUT/<folder>/
     mvinvert batch /shared/photos -o /shared/out --engine ray --address auto --jobs 8 --gpus-per-worker 0.5
 """
 
@@ -27,7 +28,18 @@ from rich.table import Table
 from ..batch import ItemResult, discover, run_batch
 from ..config import Settings, parse_views
 from ..errors import ExitCode, OutputError, UsageError
-from ._common import OPTIONS, DeviceOpt, ForceOpt, JsonOpt, QuietOpt, console, device_name, emit_json, warn
+from ._common import (
+    OPTIONS,
+    DeviceOpt,
+    ForceOpt,
+    JsonOpt,
+    QuietOpt,
+    console,
+    device_name,
+    emit_json,
+    log,
+    warn,
+)
 
 
 def command(
@@ -44,6 +56,8 @@ def command(
     texture_size: Annotated[int, typer.Option("--texture-size", min=64, max=8192, help="UV texture side.")] = 1024,
     no_refine: Annotated[bool, typer.Option("--no-refine", help="Skip GAN-inversion refinement.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    group_by_folder: Annotated[bool, typer.Option(
+        "--group-by-folder", help="Each sub-folder is one person: recover its photos together (local engine).")] = False,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -72,6 +86,9 @@ def command(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create {out}: {exc.strerror or exc}") from exc
+    if group_by_folder:  # multi-photo path (issue 17), separate from the per-photo engines below
+        _group_batch(inputs, out, settings, force, json_out, engine)
+        return
     items = discover(inputs, out)
     if not items:
         console.print("no images found")
@@ -113,5 +130,26 @@ def command(
     if json_out:
         emit_json({"total": len(results), **counts, "log": str(out / "batch.jsonl"),
                    "items": [r.to_json() for r in results]})
+    if counts["failed"]:
+        raise typer.Exit(int(ExitCode.SOME_FAILED))
+
+
+def _group_batch(inputs: list[str], out: Path, settings: Settings, force: bool, json_out: bool, engine: str) -> None:
+    """``--group-by-folder``: one multi-photo recovery per person folder (``batch_groups``)."""
+    from ..batch_groups import LOG_NAME, discover_groups, run_groups
+    from ..multiview import MultiRecoverer
+    from ..pipeline import Recoverer
+
+    if engine != "local":
+        raise UsageError("--group-by-folder runs on the local engine only")
+    groups = discover_groups(inputs)
+    results = run_groups(MultiRecoverer(Recoverer(settings)), groups, out, force=force)
+    counts = {s: sum(r.status == s for r in results) for s in ("ok", "failed", "skipped")}
+    for r in results:
+        log(f"{r.group}: {r.status} ({r.used}/{r.photos} photos){' ' + r.error if r.error else ''}")
+        for reason in r.excluded:
+            warn(f"{r.group}: left out {reason}")
+    if json_out:
+        emit_json({"groups": len(results), **counts, "log": str(out / LOG_NAME), "items": [vars(r) for r in results]})
     if counts["failed"]:
         raise typer.Exit(int(ExitCode.SOME_FAILED))

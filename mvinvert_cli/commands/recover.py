@@ -5,6 +5,7 @@ Examples:
     mvinvert recover photo.jpg -o out/ --force
     mvinvert recover photo.jpg --views 0,45,-45,0:-15 --texture-size 2048
     mvinvert recover photo.jpg --json -q | jq .outputs
+    mvinvert recover a.jpg b.jpg c.jpg -o out/      # several photos of one person: one mesh + texture
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ from ._common import (
 
 
 def command(
-    photo: Annotated[Path, typer.Argument(help="Portrait photo (JPEG, PNG, WebP, TIFF, ...).")],
+    photos: Annotated[list[Path], typer.Argument(
+        help="Portrait photo (JPEG, PNG, WebP, TIFF, ...); several photos of one person (the first is the "
+             "colour reference) give one mesh and one texture.")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder [default: ./<stem>_mvinvert/].")] = None,
     views: Annotated[
         str | None, typer.Option("--views", help="Synthetic views as yaw or yaw:pitch degrees [default: 0,30,-30,0:-15].")
@@ -53,7 +56,7 @@ def command(
     quiet: QuietOpt = False,
     device: DeviceOpt = None,
 ) -> None:
-    """Recover mesh + complete UV texture from one photo.
+    """Recover mesh + complete UV texture from one photo (or several photos of one person).
 
     Writes mesh.obj/.mtl + texture.png, mesh.ply (vertex colours), mesh.glb, coarse_texture.png,
     renders/, preview.png and result.json (stages, backends, degradations, timings). The output
@@ -69,9 +72,17 @@ def command(
     settings.trust_pickle = OPTIONS.trust_pickle
     if encoder is not None:
         settings.encoder = str(encoder)
-    out_dir = out if out is not None else Path.cwd() / f"{photo.stem}_mvinvert"
+    out_dir = out if out is not None else Path.cwd() / f"{photos[0].stem}_mvinvert"
     recoverer = Recoverer(settings)
-    summary = recover_to_directory(recoverer, photo, out_dir, force=force)
+    if len(photos) > 1:  # multi-photo recovery (issue 17): photos left out are reported, the run goes on
+        from ..multiview import MultiRecoverer, recover_photos_to_directory
+
+        summary = recover_photos_to_directory(MultiRecoverer(recoverer), photos, out_dir, force=force)
+        for item in summary["inputs"]:
+            if item["status"] != "used":
+                warn(f"left out {item['path']}: {item['reason']}")
+    else:
+        summary = recover_to_directory(recoverer, photos[0], out_dir, force=force)
     for note in summary.get("degraded", []):  # also in result.json["degraded"]
         warn(f"degraded: {note}")
     if json_out:
