@@ -75,7 +75,7 @@ def leave_one_out(recoverer, multi) -> list[dict]:
 
     singles = {p: recoverer.recover(load_image(p)) for p in PHOTOS}
     rows = []
-    for k, held in enumerate(PHOTOS):
+    for held in PHOTOS:
         train = [p for p in PHOTOS if p != held]
         target = held_out_target(recoverer, singles[held])
         start = time.perf_counter()

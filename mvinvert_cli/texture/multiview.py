@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import torch
 
 from ..render.bake import UVLayout
-from .detail import PhotoDetail, photo_detail
 from .coarse import coarse_texture
+from .detail import PhotoDetail, photo_detail
 from .poisson import PoissonSolver
 from .stitch import Stitched, best_view_colors, stitch
 
