@@ -15,7 +15,7 @@ Acceptance: multi beats single best by ≥ 1.5 dB PSNR (gain-matched, mean over 
 Time: ``recover`` of one photo vs three photos to an output folder, interleaved repeats, medians
 (acceptance: ratio ≤ 2 on the default path). Prints numbers, never pass/fail.
 
-    python bench/bench_multiview.py [--repeats 3] [--threads 2] [--skip-time]
+    python bench/bench_multiview.py [--repeats 3] [--threads 2] [--skip-time] [--skip-quality]
 """
 
 from __future__ import annotations
@@ -133,6 +133,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--skip-time", action="store_true")
+    parser.add_argument("--skip-quality", action="store_true")
     args = parser.parse_args()
     missing = [p for p in PHOTOS if not p.exists()]
     if missing:
@@ -149,7 +150,8 @@ def main() -> int:
     print(f"photos: {', '.join(p.name for p in PHOTOS)}  threads: {args.threads}  device: {recoverer.device}  "
           f"refine: {'on' if recoverer.inverter is not None else 'off (' + recoverer.refine_note + ')'}  "
           f"identity: {multi.identity.backend if multi.identity is not None else 'none'}")
-    print_quality(leave_one_out(recoverer, multi))
+    if not args.skip_quality:
+        print_quality(leave_one_out(recoverer, multi))
     if not args.skip_time:
         timing(recoverer, multi, args.repeats)
     return 0
