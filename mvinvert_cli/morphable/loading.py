@@ -54,7 +54,7 @@ def resolve_choice(choice: ModelChoice | str) -> tuple[ModelChoice, tuple[str, .
         return choice, ()
     if bfm_available():
         return ModelChoice.bfm, ()
-    return ModelChoice.default, ("3DMM: BFM 2009 not found in weights/; embedded MediaPipe canonical mesh "
+    return ModelChoice.default, ("BFM 2009 not found in weights/; embedded MediaPipe canonical mesh "
                                  "(no PCA shape/albedo)",)
 
 

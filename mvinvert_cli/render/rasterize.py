@@ -31,6 +31,8 @@ from enum import StrEnum
 
 import torch
 
+from .pytorch3d_adapter import rasterize_pytorch3d
+
 _NO_KEY = torch.iinfo(torch.int64).max  # fill of the packed key buffer: "no face yet"
 DEFAULT_CHUNK = 1 << 21  # (triangle, pixel) candidates evaluated at once (~100 MB peak at 1024²)
 BUCKET_EDGES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)  # box sides evaluated as dense candidate grids
@@ -82,7 +84,7 @@ def select_backend(device: torch.device | str) -> RasterBackend:
     """PYTORCH3D on CUDA when ``pytorch3d`` is importable, else TORCH (callers report the choice)."""
     if torch.device(device).type == "cuda":
         try:
-            import pytorch3d.renderer.mesh  # noqa: F401
+            import pytorch3d.renderer.mesh  # noqa: F401  (an availability probe of the optional extra)
         except ImportError:
             return RasterBackend.TORCH
         return RasterBackend.PYTORCH3D
@@ -124,8 +126,6 @@ def rasterize(
     height, width = int(image_size[0]), int(image_size[1])
     faces = faces.to(device=verts_screen.device, dtype=torch.long)
     if RasterBackend(backend) is RasterBackend.PYTORCH3D:
-        from .pytorch3d_adapter import rasterize_pytorch3d
-
         pix_to_face = rasterize_pytorch3d(
             verts_screen.detach(), faces, (height, width), faces_per_pixel, perspective_correct
         )

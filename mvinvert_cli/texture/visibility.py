@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ..render.camera import facing  # Eq. 4 first factor (pipeline.py imports it from here)
+from ..render.camera import facing  # Eq. 4 first factor (texture.photo imports it from here)
 
 NO_VIEW = -1  # Eq. 5 selection of a triangle no view sees
 
