@@ -91,3 +91,21 @@ def test_bake_uv_reuses_fragments_and_batches(face_grid):
     torch.testing.assert_close(texture[1], single[0])
     texture.sum().backward()
     assert colors.grad.abs().sum() > 0
+
+
+def test_reused_face_map_recomputes_barycentrics(face_grid):
+    verts, faces, _ = face_grid
+    renderer = Renderer(size=48)
+    world = transform(verts[None], *(x[None] for x in view_pose(20.0, -10.0)))
+    colors = torch.rand(1, verts.shape[0], 3, generator=torch.Generator().manual_seed(0))
+    fresh = renderer.render(world, faces, colors)
+    reused = renderer.render(world, faces, colors, pix_to_face=fresh.fragments.pix_to_face)
+    torch.testing.assert_close(reused.image, fresh.image)
+    torch.testing.assert_close(reused.fragments.zbuf, fresh.fragments.zbuf)
+    # moved vertices: same face map, barycentrics follow the vertices (differentiably)
+    moved = (world + torch.tensor([0.01, 0.0, 0.0])).requires_grad_(True)
+    shifted = renderer.render(moved, faces, colors, pix_to_face=fresh.fragments.pix_to_face)
+    assert torch.equal(shifted.fragments.pix_to_face, fresh.fragments.pix_to_face)
+    assert not torch.allclose(shifted.fragments.bary_coords, fresh.fragments.bary_coords)
+    shifted.image.sum().backward()
+    assert moved.grad is not None and moved.grad.abs().sum() > 0
