@@ -17,8 +17,9 @@ each (yaw, pitch) of :class:`RefineSettings` (``render.renderer.view_pose``), re
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +28,7 @@ from torch import Tensor
 from .config import DEFAULT_VIEWS, Settings
 from .invert.inverter import InversionResult
 from .morphable.model import MorphableModel
+from .records import ProgressCallback, Refinement, StageRecord
 from .render.camera import IMAGE_SIZE, transform
 from .render.renderer import Renderer, Rendering, view_pose
 from .texture.poisson import PoissonSolver
@@ -40,6 +42,8 @@ VIEW_BACKGROUND = 0.5
 """Grey behind the rendered face in the synthetic views."""
 THRESHOLD_SIZE = IMAGE_SIZE
 """Image side (224 px, the fitting crop) at which the Eq. 4 silhouette thresholds are stated."""
+REFINE_STEPS = ("render_views", "invert", "resample", "stitch")
+"""The steps of :func:`refine`, each one stage record of a run."""
 
 InvertViews = Callable[[Tensor, Tensor], InversionResult]
 """(M,3,H,W) view renders in [0,1] and their (M,68,2) projected landmarks → inverted views in the
@@ -105,17 +109,7 @@ class RefineInputs:
 
 
 @dataclass(frozen=True)
-class SubStage:
-    """Timing and bookkeeping of one step of :func:`refine` (render_views, invert, resample, stitch)."""
-
-    name: str
-    seconds: float
-    backend: str = ""
-    note: str = ""
-
-
-@dataclass(frozen=True)
-class Refinement:
+class RefineResult:
     """Output of :func:`refine` (B faces, N views, S = view side).
 
     Attributes:
@@ -123,7 +117,7 @@ class Refinement:
         view_renders: (B,N,3,S,S) I_R^i; view_landmarks: (B,N,68,2) their projected landmarks (px).
         inverted: (B,N,3,S,S) I_inv^i in the render frame.
         backend: the inversion backend; notes: the stitch's remarks (deduplicated over B).
-        stages: per-step timings and notes.
+        stages: one record per step (render_views, invert, resample, stitch), for result.json.
     """
 
     colors: Tensor
@@ -132,7 +126,12 @@ class Refinement:
     inverted: Tensor
     backend: str
     notes: tuple[str, ...]
-    stages: tuple[SubStage, ...]
+    stages: tuple[StageRecord, ...]
+
+    def face(self, index: int = 0) -> Refinement:
+        """The pipeline's per-face record of face ``index``."""
+        return Refinement(self.colors[index], self.view_renders[index], self.inverted[index], self.backend,
+                          self.notes)
 
 
 def view_geometry(model: MorphableModel, vertices: Tensor, translation: Tensor,
@@ -175,7 +174,8 @@ def resample_views(model: MorphableModel, inverted: Tensor, views: Rendering, wo
 
 
 def refine(model: MorphableModel, solver: PoissonSolver, invert: InvertViews, inputs: RefineInputs,
-           settings: RefineSettings, differentiable: bool = False) -> Refinement:
+           settings: RefineSettings, differentiable: bool = False,
+           progress: ProgressCallback | None = None) -> RefineResult:
     """§3.2: render T_coarse from each view, invert, resample T_ref^i, stitch with the photo (Eq. 5–6).
 
     Args:
@@ -186,6 +186,7 @@ def refine(model: MorphableModel, solver: PoissonSolver, invert: InvertViews, in
         settings: :class:`RefineSettings`.
         differentiable: keep the autograd graph from ``invert``'s output to T_refine (training);
             False runs everything without gradients (inference, evaluation).
+        progress: told ``(step, "start")`` and ``(step, "done")`` around each of the four steps.
 
     Raises:
         ValueError: the solver was factorised with another λ.
@@ -193,36 +194,44 @@ def refine(model: MorphableModel, solver: PoissonSolver, invert: InvertViews, in
     if abs(solver.lam - settings.lam) > 1e-12:
         raise ValueError(f"the stitch solver has λ = {solver.lam}, the refine settings λ = {settings.lam}")
     with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
-        return _refine(model, solver, invert, inputs, settings)
+        return _refine(model, solver, invert, inputs, settings, progress)
+
+
+@contextlib.contextmanager
+def _step(name: str, stages: list[StageRecord], progress: ProgressCallback | None) -> Iterator[StageRecord]:
+    record = StageRecord(name)
+    if progress is not None:
+        progress(name, "start")
+    start = time.perf_counter()
+    yield record
+    record.seconds = time.perf_counter() - start
+    stages.append(record)
+    if progress is not None:
+        progress(name, "done")
 
 
 def _refine(model: MorphableModel, solver: PoissonSolver, invert: InvertViews, inputs: RefineInputs,
-            settings: RefineSettings) -> Refinement:
+            settings: RefineSettings, progress: ProgressCallback | None) -> RefineResult:
     b, n, size = inputs.vertices.shape[0], len(settings.views), settings.view_size
-    stages: list[SubStage] = []
-    start = time.perf_counter()
-    with torch.no_grad():  # the views are data: no gradient to the geometry or to T_coarse
+    stages: list[StageRecord] = []
+    with _step("render_views", stages, progress) as st, torch.no_grad():  # the views are data: no gradient
         world, normals = view_geometry(model, inputs.vertices, inputs.translation, settings.views)
         views = render_views(model, world, inputs.t_coarse, settings)
         landmarks = model.landmarks(views.screen[..., :2])  # (B·N,68,2)
-    stages.append(SubStage("render_views", time.perf_counter() - start, note=f"{n} views at {size}²"))
-
-    start = time.perf_counter()
-    result = invert(views.image, landmarks)
-    inverted = result.images.clamp(0, 1)
-    stages.append(SubStage("invert", time.perf_counter() - start, backend=result.backend))
-
-    start = time.perf_counter()
-    view_colors, view_scores = resample_views(model, inverted, views, world, normals, settings)
-    stages.append(SubStage("resample", time.perf_counter() - start))
-
-    start = time.perf_counter()
-    refined, notes = [], []
-    for i in range(b):
-        stitched = stitch(solver, inputs.t_uv[i], inputs.photo_scores[i], view_colors[i * n:(i + 1) * n],
-                          view_scores[i * n:(i + 1) * n], fallback=inputs.t_coarse[i])
-        refined.append(stitched.colors.clamp(0, 1))
-        notes += [note for note in stitched.notes if note not in notes]
-    stages.append(SubStage("stitch", time.perf_counter() - start, backend=solver.backend, note="; ".join(notes)))
-    return Refinement(torch.stack(refined), views.image.view(b, n, 3, size, size), landmarks.view(b, n, 68, 2),
-                      inverted.view(b, n, 3, size, size), result.backend, tuple(notes), tuple(stages))
+        st.note = f"{n} views at {size}²"
+    with _step("invert", stages, progress) as st:
+        result = invert(views.image, landmarks)
+        inverted = result.images.clamp(0, 1)
+        st.backend = result.backend
+    with _step("resample", stages, progress):
+        view_colors, view_scores = resample_views(model, inverted, views, world, normals, settings)
+    with _step("stitch", stages, progress) as st:
+        refined, notes = [], []
+        for i in range(b):
+            stitched = stitch(solver, inputs.t_uv[i], inputs.photo_scores[i], view_colors[i * n:(i + 1) * n],
+                              view_scores[i * n:(i + 1) * n], fallback=inputs.t_coarse[i])
+            refined.append(stitched.colors.clamp(0, 1))
+            notes += [note for note in stitched.notes if note not in notes]
+        st.backend, st.note = solver.backend, "; ".join(notes)
+    return RefineResult(torch.stack(refined), views.image.view(b, n, 3, size, size), landmarks.view(b, n, 68, 2),
+                        inverted.view(b, n, 3, size, size), result.backend, tuple(notes), tuple(stages))

@@ -3,9 +3,10 @@
 The hold-out's "recover from the rest" re-runs the pipeline's stages blind to the hidden part: the fit's
 statistical texture is re-estimated with the hidden pixels removed from the face mask (the default
 model's T_pca copies visible photo colours; a PCA fit's photometric term sees them), and the texture
-stages get the hidden vertices' photo scores set to zero: T_coarse through :func:`~mvinvert_cli.texture.coarse.coarse_texture` with the
-Recoverer's Poisson solver, and, when the Recoverer has an inverter, the refine stage (render views of
-that T_coarse → invert → resample → stitch) through the Recoverer's own stage methods. Without an
+stages get the hidden vertices' photo scores set to zero: T_coarse through
+:func:`~mvinvert_cli.texture.coarse.complete_coarse` with the Recoverer's Poisson solver, and, when the
+Recoverer has an inverter, the refine stage (render views of that T_coarse → invert → resample →
+stitch) through :func:`~mvinvert_cli.refine.refine`, as the pipeline runs it. Without an
 inverter (the embedded defaults) "full" is T_coarse, and the row says so (``full_is``).
 """
 
@@ -20,6 +21,7 @@ import torch
 
 from ..align.observation import transform_points
 from ..io.images import load_image
+from ..refine import RefineInputs, refine
 from ..render.camera import Camera
 from .holdout import HoldoutSplit, hidden_pixels
 from .photo import EvalInputs
@@ -28,8 +30,7 @@ from .photo import EvalInputs
 def inputs_from_recovery(recovery: Any, recoverer: Any, name: str) -> EvalInputs:
     """Gather the tensors :func:`~mvinvert_cli.eval.photo.evaluate_photo` needs from one recovery."""
     from ..morphable.model import mirror_vertex_ids
-    from ..pipeline import lit_statistical_texture
-    from ..texture.coarse import coarse_texture
+    from ..texture.coarse import complete_coarse
     from ..texture.sample import sample_vertices
 
     device = recoverer.device
@@ -55,27 +56,33 @@ def inputs_from_recovery(recovery: Any, recoverer: Any, name: str) -> EvalInputs
         blind = face_mask & ~hidden_pixels(screen[0], faces, split.hidden, crop.shape[-2:],
                                              fragments=sampled.fragments)
         refit = recoverer.fitter.fit(replace(obs, crop_face_mask=blind.cpu().numpy()))
-        kept_scores = recovery.coarse_scores * (~split.hidden).to(recovery.coarse_scores.dtype)
-        t_pca = lit_statistical_texture(refit.t_pca, refit.world_normals, refit.gamma, kept_scores > 0)
-        t_coarse = coarse_texture(recoverer.solver, recovery.t_uv, kept_scores, t_pca).colors.clamp(0, 1)
+        samples = recovery.samples
+        kept_scores = samples.coarse_scores * (~split.hidden).to(samples.coarse_scores.dtype)
+        coarse = complete_coarse(recoverer.solver, samples.t_uv, kept_scores, refit.t_pca, refit.world_normals,
+                                 refit.gamma)
+        t_pca, t_coarse = coarse.t_pca, coarse.t_coarse
         if recoverer.inverter is None:
             full, full_is = t_coarse, f"coarse ({recoverer.refine_note})"
         else:
-            photo_scores = recovery.photo_scores * (~split.hidden).to(recovery.photo_scores.dtype)
+            photo_scores = samples.photo_scores * (~split.hidden).to(samples.photo_scores.dtype)
             full, full_is = _refine(recoverer, recovery, t_coarse, photo_scores), "refined"
         return {"statistical": t_pca, "coarse": t_coarse, "full": full, "full_is": full_is}
 
     return EvalInputs(
         name=name, crop=crop, face_mask=face_mask, points5=points5, verts_model=fit.vertices, faces=faces,
-        angles=fit.angles, translation=fit.translation, camera=camera, t_uv=recovery.t_uv, visible=visible,
-        photo_scores=recovery.coarse_scores, mirror_ids=mirror_ids.to(device),
+        angles=fit.angles, translation=fit.translation, camera=camera, t_uv=recovery.samples.t_uv, visible=visible,
+        photo_scores=recovery.samples.coarse_scores, mirror_ids=mirror_ids.to(device),
         final=recovery.colors, refill=refill, notes=tuple(recovery.degraded),
     )
 
 
 def _refine(recoverer: Any, recovery: Any, t_coarse: torch.Tensor, photo_scores: torch.Tensor) -> torch.Tensor:
-    """T_refine from a hold-out T_coarse: the refine stage of ``Recoverer.recover`` on other inputs."""
-    return recoverer.refine(recovery.fit, recovery.t_uv, photo_scores, t_coarse, recovery.views).colors
+    """T_refine from a hold-out T_coarse: the refine stage of ``Recoverer.recover``
+    (:func:`~mvinvert_cli.refine.refine` with the Recoverer's models and settings) on other inputs."""
+    fit = recovery.fit
+    inputs = RefineInputs.one(fit.vertices, fit.translation, recovery.samples.t_uv, photo_scores, t_coarse)
+    return refine(recoverer.model, recoverer.solver, recoverer.inverter.invert, inputs,
+                  recoverer.refine_settings).colors[0]
 
 
 def recoverer_inputs(recoverer: Any) -> Any:
