@@ -17,9 +17,10 @@ from torch import Tensor, nn
 from ..weights import locate
 from .encoder import load_restyle
 from .ffhq_align import align_views, unalign
+from .generator_files import load_rosinality
 from .optimize import OptimizeSettings, optimize_latents
 from .restyle import DEFAULT_ITERATIONS, average_image, residual_inversion
-from .stylegan2 import Generator, load_rosinality
+from .stylegan2 import Generator
 
 ENCODER_SIZE = 256
 """FFHQ crop side fed to the official ReStyle encoders."""
