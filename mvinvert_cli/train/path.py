@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..invert.inverter import InversionResult, encoder_inversion
+from ..invert.inverter import ENCODER_SIZE, InversionResult, encoder_inversion
 from ..morphable.model import MorphableModel
 from ..refine import RefineInputs, RefineSettings, refine
 from ..render import camera as cam
@@ -96,7 +96,7 @@ class PathSettings:
 
     refine: RefineSettings = field(default_factory=RefineSettings)
     render_size: int = cam.IMAGE_SIZE
-    encoder_size: int = 256
+    encoder_size: int = ENCODER_SIZE
     generator_stop: int | None = 256
     iterations: int = 1
     texture_size: int = 256
