@@ -19,6 +19,7 @@ import torch
 
 from ..config import Settings, resolve_device
 from ..errors import OutputError, UsageError
+from ..refine import refine_settings
 from .loop import LossLog, RunResult, Trainer, TrainSettings, run, settings_from_checkpoint
 
 FACE_NET_CHOICES = ("auto", "arcface", "tiny")
@@ -95,7 +96,6 @@ def run_job(job: TrainJob, on_item: Callable[[int, int, Path, str], None] | None
     from ..align.observation import CROP_SIZE
     from ..invert.encoder import load_restyle
     from ..pipeline import Recoverer
-    from ..refine import refine_settings
     from ..weights import load_checkpoint, require
     from .data import FaceImageFolder, TextureFolder
     from .path import InversionPath, PathSettings
