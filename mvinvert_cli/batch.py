@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -21,7 +22,7 @@ from typing import Any
 
 from .batch_pool import Runner, run_pool
 from .config import Settings
-from .errors import ExitCode, Interrupted, MvInvertError, UsageError
+from .errors import ExitCode, InputError, Interrupted, MvInvertError, UsageError
 from .io.atomic import atomic_write_text
 from .io.images import IMAGE_SUFFIXES
 from .weights import file_sha256
@@ -59,7 +60,12 @@ def _printable(path: Path) -> str:
 
 def _walk(root: Path, skip: set[Path]) -> Iterator[Path]:
     """Recursive image discovery that follows symlinked folders once (no loops), skips hidden folders
-    and output folders, and yields files in sorted order."""
+    and output folders, and yields files in sorted order.
+
+    Raises:
+        InputError: ``root`` itself cannot be listed (a sub-folder that cannot be listed is reported
+            on stderr and left out).
+    """
     seen: set[tuple[int, int]] = set()
     stack = [root]
     while stack:
@@ -73,7 +79,11 @@ def _walk(root: Path, skip: set[Path]) -> Iterator[Path]:
         seen.add((stat.st_dev, stat.st_ino))
         try:
             entries = sorted(folder.iterdir(), key=lambda p: os.fsencode(p.name))
-        except OSError:
+        except OSError as exc:
+            message = f"cannot list folder {_printable(folder)} ({exc.strerror or type(exc).__name__})"
+            if folder == root:
+                raise InputError(message) from exc
+            print(f"warning: {message}; its photos are left out", file=sys.stderr)
             continue
         subfolders = []
         for entry in entries:
@@ -141,13 +151,19 @@ def discover(inputs: Iterable[str], out_root: Path, stdin_lines: Iterable[str] |
                     add(path, Path(path.name))
             continue
         path = Path(raw)
-        if path.is_dir():
+        try:
+            is_dir = stat.S_ISDIR(path.stat().st_mode)
+        except FileNotFoundError:
+            if not path.is_symlink():
+                raise UsageError(f"{_printable(path)}: no such file or folder") from None
+            is_dir = False  # a dangling link: recovering it reports the broken link
+        except OSError:  # unreachable (permission) or a loop: recovering it reports why, with exit 3
+            is_dir = False
+        if is_dir:
             for entry in _walk(path, skip):
                 add(entry, entry.relative_to(path))
-        elif path.exists() or path.is_symlink():
-            add(path, Path(path.name))
         else:
-            raise UsageError(f"{_printable(path)}: no such file or folder")
+            add(path, Path(path.name))
     names = _output_names([rel for _, rel in found], [src for src, _ in found])
     return [BatchItem(src, out_root / name, _printable(rel)) for (src, rel), name in zip(found, names, strict=True)]
 
@@ -246,6 +262,8 @@ class BatchLog:
                 continue
             base = (item.display, _printable(item.source), _printable(item.out_dir))
             try:
+                if not item.source.is_file():  # never hash a FIFO or device (it could block)
+                    raise OSError("not a regular file")
                 digest = file_sha256(item.source)
             except OSError:  # unreadable now: let the run report why
                 todo.append(item)
