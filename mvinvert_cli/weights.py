@@ -427,5 +427,7 @@ def status_rows(hash_check: bool = True) -> list[dict[str, Any]]:
                 row.update(state="present", check=verify(asset.key, path, hash_check))
             except WeightsError as exc:
                 row.update(state="bad", check=str(exc))
+            except OSError as exc:
+                row.update(state="bad", check=f"{path}: cannot read ({exc.strerror or exc})")
         rows.append(row)
     return rows
