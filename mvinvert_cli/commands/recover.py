@@ -34,7 +34,7 @@ from ._common import (
 
 
 def command(
-    photo: Annotated[Path, typer.Argument(help="Portrait photo (JPEG, PNG, WebP, TIFF, ...).")],
+    photo: Annotated[Path, typer.Argument(help="Portrait photo (JPEG, PNG, WebP, TIFF, ...).", readable=False)],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder [default: ./<stem>_mvinvert/].")] = None,
     views: Annotated[
         str | None, typer.Option("--views", help="Synthetic views as yaw or yaw:pitch degrees [default: 0,30,-30,0:-15].")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 
 import numpy as np
@@ -196,3 +197,47 @@ def test_fuzz_mutated_images(tmp_path, kind, pos, byte, keep):
     except InputError:
         return
     assert photo.rgb.shape[2] == 3 and np.isfinite(photo.rgb).all()
+
+
+def _load_in_child(path, timeout: float = 60) -> tuple[int, str]:
+    """load_image in a subprocess, so a blocking open fails the test instead of hanging it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    code = ("import sys\nfrom mvinvert_cli.io.images import load_image\nfrom mvinvert_cli.errors import InputError\n"
+            "try:\n    load_image(sys.argv[1])\nexcept InputError as e:\n    print(e); sys.exit(int(e.exit_code))\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=timeout,
+                          env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"})
+    return proc.returncode, proc.stdout.strip()
+
+
+def test_fifo_is_named_and_never_blocks(tmp_path):
+    fifo = tmp_path / "photo.jpg"
+    os.mkfifo(fifo)  # no writer: a blocking open() would wait for ever
+    code, message = _load_in_child(fifo)
+    assert code == ExitCode.BAD_INPUT and "named pipe (FIFO)" in message, message
+
+
+@pytest.mark.parametrize("device, kind", [("/dev/null", "character device"), ("/dev/zero", "character device")])
+def test_devices_are_named(tmp_path, device, kind):
+    if not os.path.exists(device):
+        pytest.skip(f"{device} not present")
+    link = tmp_path / "photo.png"
+    link.symlink_to(device)
+    code, message = _load_in_child(link)
+    assert code == ExitCode.BAD_INPUT and kind in message, message
+
+
+def test_socket_is_named(tmp_path):
+    import socket
+
+    path = tmp_path / "s.png"
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(str(path))
+        with pytest.raises(InputError, match="is a socket, not an image"):
+            load_image(path)
+    finally:
+        server.close()
