@@ -10,8 +10,8 @@ import torch
 
 from mvinvert_cli.config import Settings
 from mvinvert_cli.morphable.bfm import load_bfm09_files
-from mvinvert_cli.render.camera import Camera, rotation_matrix, transform
 from mvinvert_cli.morphable.fit import FitResult, Fitter
+from mvinvert_cli.render.camera import Camera, rotation_matrix, transform
 
 from .conftest import make_observation, make_tiny_bfm
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from mvinvert_cli.align.ibug import ibug_from_dense
-from mvinvert_cli.render.camera import Camera, rotation_matrix, transform
 from mvinvert_cli.morphable.default import canonical_points, load_default_model
 from mvinvert_cli.morphable.fit import Fitter
+from mvinvert_cli.render.camera import Camera, rotation_matrix, transform
 from mvinvert_cli.render.lighting import shade
 from mvinvert_cli.render.renderer import Renderer
 from mvinvert_cli.weights import face_landmarker_task
