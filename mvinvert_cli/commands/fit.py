@@ -20,14 +20,14 @@ from ..parse.backends import ParserBackend
 from ._common import (
     OPTIONS,
     AlignerOpt,
-    DeviceOpt,
     FaceIndexOpt,
     ForceOpt,
     JsonOpt,
     ParserOpt,
-    device_name,
+    absolute,
     emit_json,
     log,
+    output_option,
     warn,
 )
 
@@ -36,14 +36,13 @@ OUTPUTS = ("fit.npz", "fit.json", "overlay.png", "overlay_textured.png", "mesh.o
 
 def command(
     photo: Annotated[Path, typer.Argument(help="Portrait photo (JPEG, PNG, ...).")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output directory (default: <photo>_fit/).")] = None,
+    output: output_option("<photo>_fit/ next to the photo") = None,
     model: Annotated[ModelChoice, typer.Option("--model", help="Face model: BFM (weights/) or the embedded default.")] = ModelChoice.auto,
     aligner: AlignerOpt = AlignerBackend.auto,
     parser: ParserOpt = ParserBackend.auto,
     face_index: FaceIndexOpt = 0,
     json_out: JsonOpt = False,
     force: ForceOpt = False,
-    device: DeviceOpt = None,
 ) -> None:
     """Fit the face model and write fit.npz, fit.json, overlays and the fitted mesh.
 
@@ -52,7 +51,7 @@ def command(
     readable form with the backends, losses, timings and notes. overlay.png shows the fitted shape
     (grey albedo, fitted light) over the 224² crop, overlay_textured.png the T_pca albedo; mesh.obj
     (UVs + vertex colours) and mesh.ply (vertex colours) hold the model-space mesh coloured by T_pca.
-    ``auto`` uses BFM when its files are in weights/ (and the Deep3DFaceRecon regressor epoch_20.pth
+    'auto' uses BFM when its files are in weights/ (and the Deep3DFaceRecon regressor epoch_20.pth
     for the initialisation when present), else the embedded default model.
     """
     import numpy as np
@@ -70,7 +69,7 @@ def command(
 
     out_dir = output if output is not None else photo.with_name(photo.stem + "_fit")
     picture = load_image(photo)
-    dev = resolve_device(device_name(device))
+    dev = resolve_device(OPTIONS.device)
     face_model, notes = load_model(model, device=dev)
     regressor = None
     if face_model.n_id == 80 and face_model.n_exp == 64 and face_model.n_tex == 80 and locate("deep3d"):
@@ -110,7 +109,7 @@ def command(
         write_obj(stage / "mesh.obj", mesh)
         write_ply(stage / "mesh.ply", mesh)
     if json_out:
-        emit_json({"output": str(out_dir), "outputs": {n: str(out_dir / n) for n in OUTPUTS},
+        emit_json({"output": absolute(out_dir), "outputs": {n: str(out_dir / n) for n in OUTPUTS},
                    "model": face_model.name, **result.summary()})
     elif OPTIONS.quiet:
         typer.echo(str(out_dir))

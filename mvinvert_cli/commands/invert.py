@@ -14,15 +14,15 @@ from typing import Annotated
 
 import typer
 
-from ._common import OPTIONS, DeviceOpt, ForceOpt, JsonOpt, device_name, emit_json, log, warn
+from ._common import OPTIONS, ForceOpt, JsonOpt, absolute, emit_json, log, output_option, warn
 
 
 def command(
     image: Annotated[Path, typer.Argument(help="Face image (a coarse render or a photo).")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output directory (default: <image>_invert/).")] = None,
+    output: output_option("<image>_invert/ next to the image") = None,
     landmarks: Annotated[
         Path | None,
-        typer.Option("--landmarks", help="68 landmarks: landmarks.json of `mvinvert align`, or a (68,2) .npy/.txt "
+        typer.Option("--landmarks", help="68 landmarks: landmarks.json of 'mvinvert align', or a (68,2) .npy/.txt "
                                          "(default: detect them)."),
     ] = None,
     generator: Annotated[
@@ -36,7 +36,6 @@ def command(
     ] = None,
     json_out: JsonOpt = False,
     force: ForceOpt = False,
-    device: DeviceOpt = None,
 ) -> None:
     """Invert IMAGE with StyleGAN2 and write inverted.png, aligned.png, latent.npy, iterations.png, inversion.json.
 
@@ -64,7 +63,7 @@ def command(
         raise UsageError(f"--stop-at {stop_at}: expected a power of two ≥ 8")
     out_dir = output if output is not None else image.with_name(image.stem + "_invert")
     picture = load_image(image)
-    dev = resolve_device(device_name(device))
+    dev = resolve_device(OPTIONS.device)
     points = _read_landmarks(landmarks) if landmarks is not None else _detect_landmarks(picture, dev)
     kwargs = {"iterations": iterations, "optimize": OptimizeSettings(steps=steps), "stop_at": stop_at}
     start = time.perf_counter()
@@ -108,7 +107,7 @@ def command(
     outputs = {name: str(out_dir / name) for name in
                ("inverted.png", "aligned.png", "iterations.png", "latent.npy", "inversion.json")}
     if json_out:
-        emit_json({"output": str(out_dir), "outputs": outputs, **record})
+        emit_json({"output": absolute(out_dir), "outputs": outputs, **record})
     else:
         log(f"{result.backend}: {result.per_iteration.shape[0]} steps recorded in {done - loaded:.1f}s")
         typer.echo(str(out_dir))
@@ -138,7 +137,7 @@ def _read_landmarks(path: Path):
 
 
 def _detect_landmarks(picture, device):
-    """68 landmarks of the largest face (``auto`` aligner backend)."""
+    """68 landmarks of the largest face ('auto' aligner backend)."""
     from ..align.aligner import Aligner, select_face
 
     aligner = Aligner("auto", device=device, trust_pickle=OPTIONS.trust_pickle)
