@@ -33,10 +33,8 @@ from .io.atomic import atomic_dir, atomic_write_text
 from .io.images import Photo, load_image
 from .io.outputs import write_recovery
 from .io.paths import check_output_dir
-from .morphable.bfm import bfm_available, load_bfm
-from .morphable.default import load_default_model
 from .morphable.fit import FitResult, Fitter
-from .morphable.regressor import load_regressor
+from .morphable.loading import load_face_model
 from .parse import FaceParser
 from .records import ProgressCallback, Recovery, Refinement, StageLog, UVTextures
 from .render.bake import uv_layout
@@ -78,19 +76,13 @@ class Recoverer:
         self.load_seconds["align+parse"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        if bfm_available():
-            self.model = load_bfm(device=self.device)
-        else:
-            self.model = load_default_model(device=self.device)
-            self.degraded.append("3DMM: BFM 2009 not found; embedded MediaPipe canonical mesh (no PCA shape/albedo)")
+        face_model = load_face_model(device=self.device, trust_pickle=trust)
+        self.model = face_model.model
+        self.degraded += [f"3DMM: {note}" for note in face_model.degraded]
         if self.model.embed_ids is not None and self.aligner.backend != "mediapipe":
             self.aligner = Aligner("mediapipe", device=self.device)
             self.degraded.append("align: the default face model needs MediaPipe's dense points; using MediaPipe")
-        regressor = None
-        if self.model.embed_ids is None and locate("deep3d") is not None and \
-                (self.model.n_id, self.model.n_exp, self.model.n_tex) == (80, 64, 80):
-            regressor = load_regressor(device=self.device, trust_pickle=trust)
-        self.fitter = Fitter(self.model, self.settings, regressor=regressor)
+        self.fitter = Fitter(self.model, self.settings, regressor=face_model.regressor)
         self.solver = PoissonSolver(self.model.mean_shape.detach().cpu(), self.model.triangles.cpu(),
                                     lam=self.settings.stitch_lambda)
         self.uv_layout = uv_layout(self.model.uvs, self.model.triangles, self.settings.texture_size)

@@ -18,7 +18,7 @@ import torch
 
 from .align.observation import Observation
 from .io.images import Photo
-from .morphable.fit import FitResult
+from .morphable.result import FitResult
 
 ProgressCallback = Callable[[str, str], None]
 """``callback(stage_name, event)`` with event "start" then "done" for every stage of a run."""

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from mvinvert_cli.morphable.fit import pnp_pose, umeyama, weak_perspective_pose
+from mvinvert_cli.morphable.pose import pnp_pose, umeyama, weak_perspective_pose
 from mvinvert_cli.render.camera import Camera, rotation_matrix, transform
 
 
