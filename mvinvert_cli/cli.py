@@ -1,4 +1,4 @@
-"""The ``mvinvert`` command line: one photo in, a complete textured 3D face out.
+"""The mvinvert command line: one photo in, a complete textured 3D face out.
 
 Examples:
     mvinvert recover photo.jpg                 # writes ./photo_mvinvert/

@@ -33,6 +33,12 @@ def test_help_shows_the_examples_and_brackets(name, capsys):
     assert any(b.startswith("[default:") for b in bracketed)
 
 
+def test_top_level_help(capsys):
+    text = _help(capsys)
+    assert "``" not in text and "Exit codes:" in text and "mvinvert weights" in text
+    assert all(f"  {name} " in text for name in COMMANDS)
+
+
 def test_bracketed_defaults_survive(capsys):
     recover = " ".join(_help(capsys, "recover").split())  # Click rewraps option help
     assert "[default: ./<stem>_mvinvert/]" in recover and "[default: 0,30,-30,0:-15]" in recover
