@@ -92,10 +92,8 @@ def command(
     The turntable of a face-only mesh (no back, like ours) sweeps ±75° by default; a mesh with a back
     spins 360°. Which one was used is printed (and in --json). MP4/WebM need imageio-ffmpeg.
     """
-    from ..config import resolve_device  # lazy: torch, for start-up speed
     from ..io.images import save_image
     from ..io.meshes import read_mesh
-    from ..viewer import has_back, render_views, turntable_views
 
     parsed = [(yaw, p + pitch) for yaw, p in parse_views(views)]
     out_dir = output if output is not None else Path.cwd() / f"{mesh.stem}_renders"
@@ -103,8 +101,12 @@ def command(
         raise OutputError(f"output {out_dir} exists and is not a folder")
     if turntable is not None:
         _check_turntable(turntable, mesh)
+    textured = read_mesh(mesh)  # a bad mesh is reported before torch is imported
+
+    from ..config import resolve_device  # lazy: torch, for start-up speed
+    from ..viewer import has_back, render_views, turntable_views
+
     dev = resolve_device(OPTIONS.device)
-    textured = read_mesh(mesh)
     source = "texture" if textured.texture is not None else ("vertex colours" if textured.vertex_colors is not None
                                                            else "none (grey)")
     log(f"{len(textured.vertices)} vertices, {len(textured.faces)} faces, colour from {source}")

@@ -22,6 +22,7 @@ from ._common import (
     ForceOpt,
     JsonOpt,
     ParserOpt,
+    absolute,
     console,
     emit_json,
     log,
@@ -131,7 +132,7 @@ def command(
     for note in result.notes:
         warn(note)
     if json_out:
-        emit_json(result.to_json())
+        emit_json({"output": absolute(result.out_dir), **result.to_json()})
         return
     log(f"[green]trained[/] steps {result.start_step}→{result.end_step} in {result.seconds:.1f} s; "
         f"total loss {result.first.get('total', float('nan')):.4f} → {result.last.get('total', float('nan')):.4f}")
