@@ -95,9 +95,9 @@ WeightsOpt = Annotated[str | None, typer.Option("--weights", show_default=False,
 TrustOpt = Annotated[bool, typer.Option("--trust-pickle",
                                         help="Allow checkpoints that execute code when unpickled (.pkl).")]
 
-_GLOBAL_PARAMS = {
-    "global_quiet": QuietOpt, "global_device": DeviceOpt, "global_debug": DebugOpt,
-    "global_weights": WeightsOpt, "global_trust_pickle": TrustOpt,
+_GLOBAL_PARAMS: dict[str, tuple[Any, Any]] = {  # parameter name → (annotation, default)
+    "global_quiet": (QuietOpt, False), "global_device": (DeviceOpt, None), "global_debug": (DebugOpt, False),
+    "global_weights": (WeightsOpt, None), "global_trust_pickle": (TrustOpt, False),
 }
 
 
@@ -118,9 +118,8 @@ def with_global_options(func: Callable[..., Any]) -> Callable[..., Any]:
     hints = typing.get_type_hints(func, include_extras=True)  # the modules use string annotations
     signature = inspect.signature(func)
     own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()]
-    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None if "device" in name
-                               or "weights" in name else False, annotation=hint)
-             for name, hint in _GLOBAL_PARAMS.items()]
+    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=hint)
+             for name, (hint, default) in _GLOBAL_PARAMS.items()]
 
     @functools.wraps(func)
     def wrapper(**kwargs: Any) -> Any:
@@ -128,7 +127,8 @@ def with_global_options(func: Callable[..., Any]) -> Callable[..., Any]:
         return func(**kwargs)
 
     wrapper.__signature__ = signature.replace(parameters=[*own, *extra])  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {**{k: v for k, v in hints.items() if k != 'return'}, **_GLOBAL_PARAMS}
+    wrapper.__annotations__ = {**{k: v for k, v in hints.items() if k != "return"},
+                               **{name: hint for name, (hint, _) in _GLOBAL_PARAMS.items()}}
     return wrapper
 
 

@@ -66,6 +66,18 @@ def test_global_options_before_or_after(name, where, tmp_path, capsys):
     assert code in (ExitCode.BAD_INPUT, ExitCode.USAGE) and "missing.jpg" in err, err
 
 
+@pytest.mark.parametrize("args", [["weights", "--no-hash", "--json", "-q", "--device", "cpu"],
+                                  ["-q", "--device", "cpu", "weights", "--no-hash", "--json"]])
+def test_global_options_on_weights(args, capsys):
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["assets"]
+
+
+def test_train_accepts_global_options_after(tmp_path, capsys):
+    assert main(["train", "--images", str(tmp_path / "none"), "-q", "--device", "cpu"]) != 0
+    assert "No such option" not in capsys.readouterr().err
+
+
 def test_global_option_values_after_the_command_win(tmp_path, capsys):
     assert main(["--device", "cpu", "recover", str(tmp_path / "x.jpg"), "--device", "nonsense"]) == ExitCode.BAD_INPUT
     capsys.readouterr()  # the input error comes first: nothing was loaded
