@@ -26,12 +26,13 @@ from . import __version__
 from .align import Aligner
 from .align.observation import Observation
 from .config import Settings, resolve_device
-from .errors import InputError, NoFaceError, OutputError
+from .errors import NoFaceError
 from .invert.inverter import Inverter
 from .invert.optimize import OptimizeSettings
 from .io.atomic import atomic_dir, atomic_write_text
 from .io.images import Photo, load_image
 from .io.outputs import write_recovery
+from .io.paths import check_output_dir
 from .morphable.fit import Fitter
 from .morphable.loading import load_face_model
 from .parse import FaceParser
@@ -168,19 +169,6 @@ class Recoverer:
         )
 
 
-def _check_output(source: Path, out_dir: Path, force: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(f"output {out_dir} exists and is not a folder")
-    if out_dir.exists() and not force:
-        raise OutputError(f"output {out_dir} already exists (use --force to overwrite)")
-    try:
-        src, dst = source.resolve(), out_dir.resolve()
-    except (OSError, RuntimeError) as exc:  # symlink loops
-        raise InputError(f"{source}: cannot resolve path ({type(exc).__name__})") from exc
-    if src == dst or dst in src.parents:
-        raise OutputError(f"output {out_dir} contains the input {source}; choose another -o folder")
-
-
 def recover_to_directory(recoverer: Recoverer, source: str | Path, out_dir: str | Path, force: bool = False,
                          all_faces: bool = False, progress: ProgressCallback | None = None) -> dict[str, Any]:
     """Load ``source``, recover its face (or every face), and write ``out_dir`` atomically.
@@ -189,7 +177,7 @@ def recover_to_directory(recoverer: Recoverer, source: str | Path, out_dir: str 
         InputError / NoFaceError / WeightsError / OutputError: with a one-line message.
     """
     source, out_dir = Path(source), Path(out_dir)
-    _check_output(source, out_dir, force)
+    check_output_dir(out_dir, force, [source])
     start = time.perf_counter()
     photo = load_image(source)
     timings = {"load_image": round(time.perf_counter() - start, 4)}
@@ -202,7 +190,7 @@ def recover_to_directory(recoverer: Recoverer, source: str | Path, out_dir: str 
     with atomic_dir(out_dir, overwrite=force) as stage:
         if not all_faces:
             recovery = recoverer.recover(photo, progress=progress)
-            return _write(stage, recovery, recoverer, source, 1 + recovery.observation.index, timings, progress)
+            return _write(stage, recovery, recoverer, source, recovery.observation.faces_found, timings, progress)
         documents = []
         for obs in observations:
             (stage / f"face_{obs.index}").mkdir()

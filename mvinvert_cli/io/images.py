@@ -93,23 +93,29 @@ def _to_rgb_array(img: Image.Image, notes: list[str]) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
 
 
+EXIF_ORIENTATION = 0x0112  # the EXIF tag; 1 = upright, 2-8 = mirrored and/or rotated
+
+
 def decode_image(source: Image.Image, path: Path | None = None, max_side: int = DEFAULT_MAX_SIDE) -> Photo:
     """Turn an opened PIL image into a :class:`Photo` (first frame, upright, RGB, size-capped)."""
     notes: list[str] = []
     if getattr(source, "n_frames", 1) > 1:
         source.seek(0)
-        notes.append("animated image: first frame used")
+        pages = source.format in ("TIFF", "MPO", "PDF") or not getattr(source, "is_animated", True)
+        notes.append(f"{source.n_frames}-page {source.format} file: first page used" if pages
+                     else "animated image: first frame used")
     width, height = source.size
     if width * height > MAX_PIXELS:
         raise InputError(f"image is {width}x{height} = {width * height / 1e6:.0f} MP, over the "
                          f"{MAX_PIXELS / 1e6:.0f} MP limit (possible decompression bomb)")
     try:
         source.load()
-        upright = ImageOps.exif_transpose(source) or source
+        orientation = source.getexif().get(EXIF_ORIENTATION, 1)
+        upright = ImageOps.exif_transpose(source) if orientation != 1 else source
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"corrupt or truncated image data ({exc})") from exc
-    if upright is not source:
-        notes.append("EXIF orientation applied")
+    if orientation != 1:
+        notes.append(f"EXIF orientation {orientation} applied")
     rgb = _to_rgb_array(upright, notes)
     h, w = rgb.shape[:2]
     if min(h, w) < MIN_SIDE:

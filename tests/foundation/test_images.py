@@ -66,7 +66,24 @@ def test_exif_orientation_applied(tmp_path):
     exif[0x0112] = 6  # rotate 90° clockwise on display
     photo = load_image(_save(tmp_path, img, "r.jpg", exif=exif, quality=95))
     assert photo.rgb.shape == (64, 48, 3)
-    assert "EXIF orientation applied" in photo.notes
+    assert "EXIF orientation 6 applied" in photo.notes
+
+
+@pytest.mark.parametrize("orientation", [None, 1])
+def test_upright_photo_has_no_orientation_note(tmp_path, orientation):
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    photo = load_image(_save(tmp_path, Image.fromarray(BASE), "u.jpg", exif=exif, quality=95))
+    assert photo.rgb.shape == (48, 64, 3) and photo.notes == []
+
+
+def test_multipage_tiff_is_not_called_animated(tmp_path):
+    pages = [Image.new("RGB", (40, 40), c) for c in ((255, 0, 0), (0, 0, 255), (0, 255, 0))]
+    path = tmp_path / "pages.tif"
+    pages[0].save(path, save_all=True, append_images=pages[1:])
+    photo = load_image(path)
+    assert photo.rgb[0, 0, 0] > 0.9 and photo.notes == ["3-page TIFF file: first page used"]
 
 
 def test_animated_first_frame(tmp_path):

@@ -26,8 +26,8 @@ def test_every_asset_missing_on_empty_dir(capsys):
 
 def test_table_names_defaults(capsys):
     assert main(["weights"]) == 0
-    err = capsys.readouterr().err
-    assert "missing" in err and "Embedded defaults" in err and "MediaPipe" in err
+    out = capsys.readouterr().out  # results on stdout: `mvinvert weights | grep missing` works
+    assert "missing" in out and "Embedded defaults" in out and "MediaPipe" in out
 
 
 def test_locate_in_subfolder_and_size_check(tmp_path, monkeypatch, capsys):

@@ -165,7 +165,7 @@ def test_all_faces_and_batch_resume(tmp_path, faces_dir, capsys):
 def test_sigterm_leaves_no_partial_output(tmp_path):
     out = tmp_path / "killed"
     env = {**os.environ, "MVINVERT_WEIGHTS": str(tmp_path)}
-    proc = subprocess.Popen([sys.executable, "-m", "mvinvert_cli", "recover", str(EXAMPLE), "-o", str(out)],
+    proc = subprocess.Popen([sys.executable, "-m", "mvinvert_cli", "recover", str(EXAMPLE), "-o", str(out), "-q"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline and not list(tmp_path.glob(".killed.tmp-*")) and proc.poll() is None:
