@@ -23,6 +23,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from .. import weights as registry
 from ..align.backends import AlignerBackend
 from ..parse.backends import ParserBackend
 
@@ -111,6 +112,7 @@ def apply_global_options(quiet: bool = False, device: str | None = None, debug: 
         OPTIONS.device = device
     if weights:
         os.environ["MVINVERT_WEIGHTS"] = weights
+        registry.weights_dirs()  # a --weights that is not a folder is a usage error before anything else
 
 
 def with_global_options(func: Callable[..., Any]) -> Callable[..., Any]:
