@@ -13,6 +13,8 @@ how much better the partner is seen:
 (n_i: unit normal, d_i: unit direction to the camera). A frontal face (v ≈ v_mirror) is left as
 the landmarker saw it; a hidden point of a turned face takes the mirrored visible one. The pose is
 a visibility-weighted similarity Procrustes, so the hidden side's points do not pull it either.
+For PCA (BFM) fits, where the statistical model already shapes the hidden side, the same
+visibility scales the jaw-contour landmark weights (:func:`visible_landmark_weights`).
 """
 
 from __future__ import annotations
@@ -65,3 +67,21 @@ def mirror_fill(shape: torch.Tensor, visibility: torch.Tensor, mirror: torch.Ten
     mirrored = shape[mirror] * MIRROR.to(shape)
     mirrored[:, 0] += 2.0 * x0
     return (1.0 - alpha[:, None]) * shape + alpha[:, None] * mirrored, alpha
+
+
+CONTOUR = slice(0, 17)  # iBUG jaw contour: on a turned head, the far side's points are guesses
+
+
+def visible_landmark_weights(base: torch.Tensor, normals: torch.Tensor, to_camera: torch.Tensor) -> torch.Tensor:
+    """Landmark-loss weights for a PCA fit: ``base`` (68,) with each jaw-contour weight scaled by
+    its landmark's visibility (:func:`facing_visibility`), renormalised to sum 1, so the contour of
+    the hidden side does not pull the mesh (the statistical model fills that side instead).
+
+    Args:
+        normals: (68, 3) world normals of the landmark vertices; to_camera: (68, 3) unit
+            directions from them to the camera.
+    """
+    scale = torch.ones_like(base)
+    scale[CONTOUR] = facing_visibility(normals, to_camera)[CONTOUR].to(base)
+    weights = base * scale
+    return weights / weights.sum()

@@ -14,7 +14,12 @@ import torch
 from mvinvert_cli.align.ibug import ibug_from_dense
 from mvinvert_cli.morphable.fit import Fitter
 from mvinvert_cli.morphable.model import mirror_vertex_ids
-from mvinvert_cli.morphable.symmetry_prior import facing_visibility, mirror_fill, weighted_umeyama
+from mvinvert_cli.morphable.symmetry_prior import (
+    facing_visibility,
+    mirror_fill,
+    visible_landmark_weights,
+    weighted_umeyama,
+)
 from mvinvert_cli.render.camera import Camera
 
 from .conftest import make_observation
@@ -96,3 +101,17 @@ def test_mirror_ids_of_the_canonical_mesh_are_an_involution(model):  # noqa: F81
 
     ids = mirror_vertex_ids(canonical_points())
     assert (ids[ids] == np.arange(len(ids))).all()
+
+
+def test_visible_landmark_weights_fade_the_hidden_contour_only():
+    from mvinvert_cli.morphable.pose import landmark_weights
+
+    base = landmark_weights()
+    to_camera = torch.tensor([0.0, 0.0, 1.0]).expand(68, 3)
+    normals = torch.tensor([0.0, 0.0, 1.0]).repeat(68, 1)
+    assert torch.allclose(visible_landmark_weights(base, normals, to_camera), base)
+    normals[0:8] = torch.tensor([-1.0, 0.0, 0.0])  # the right jaw turned away (seen edge-on)
+    normals[40] = torch.tensor([-1.0, 0.0, 0.0])  # not a contour point: keeps its weight
+    w = visible_landmark_weights(base, normals, to_camera)
+    assert float(w[0:8].abs().max()) == 0.0 and float(w.sum()) == pytest.approx(1.0)
+    assert torch.allclose(w[8:] / w[40], base[8:] / base[40])
