@@ -11,8 +11,10 @@ shape is posed by PnP on the 68 landmarks (a recorded degradation).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 
@@ -127,12 +129,25 @@ def estimate_albedo(model: MorphableModel, camera: Camera, observation: Observat
     return gamma, t_pca, notes
 
 
+def outline_test(screen_xy: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """(N, 2) observed screen points → a test (M, 2) → (M,) bool: inside (or on) their convex hull."""
+    hull = cv2.convexHull(screen_xy.detach().cpu().numpy().astype(np.float32))
+
+    def test(query: torch.Tensor) -> torch.Tensor:
+        q = query.detach().cpu().numpy().astype(np.float64)
+        inside = [cv2.pointPolygonTest(hull, (float(x), float(y)), False) >= 0 for x, y in q]
+        return torch.tensor(inside, device=query.device)
+
+    return test
+
+
 def symmetric_shape(model: MorphableModel, canonical: torch.Tensor, points: torch.Tensor, camera: Camera
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
     """Pose and model-space shape of the 468 world points under the symmetric prior
     (:mod:`.symmetry_prior`): Procrustes to the canonical mesh, then ``POSE_ITERATIONS`` rounds of
     per-point visibility (facing the camera) and visibility-weighted Procrustes; finally each point
-    less visible than its mirror partner is pulled toward the partner's mirror image.
+    less visible than its mirror partner is pulled toward the partner's mirror image, unless that
+    image would project outside the observed points' outline (their convex hull in the crop).
 
     Returns:
         shape (468, 3) model space, R (3, 3), t (3,) with world = R·shape + t, notes.
@@ -146,7 +161,12 @@ def symmetric_shape(model: MorphableModel, canonical: torch.Tensor, points: torc
         normals = model.normals(verts)[0, :len(points)].double() @ rot.T
         visibility = facing_visibility(normals, camera.view_direction(points))
         scale, rot, trans = weighted_umeyama(canonical, points, visibility.clamp(min=MIN_POSE_WEIGHT))
-    shape, alpha = mirror_fill((points - trans) @ rot / scale, visibility, mirror)
+    outline = outline_test(camera.project(points)[:, :2])
+
+    def inside(candidates: torch.Tensor) -> torch.Tensor:
+        return outline(camera.project(scale * candidates @ rot.T + trans)[:, :2])
+
+    shape, alpha = mirror_fill((points - trans) @ rot / scale, visibility, mirror, inside)
     # the pose's scale is folded into the shape: world = R·shape + t
     notes = [f"symmetric prior: {int((alpha > 0.5).sum())} of {len(points)} landmarks from the mirrored "
              f"visible half, {int((visibility < 0.5).sum())} weakly visible"]

@@ -6,11 +6,12 @@ folds the hidden half toward the nose). In model space (the canonical frame, sym
 x = 0, mirror pairs ``mirror[i]``), each point is pulled toward the mirror image of its partner by
 how much better the partner is seen:
 
-    v_i   = clamp(n_i · d_i / FACING_FULL, 0, 1)            (visibility: facing the camera)
+    v_i   = clamp((n_i · d_i − HIDDEN_BELOW) / (SEEN_ABOVE − HIDDEN_BELOW), 0, 1)   (visibility)
     α_i   = clamp(v_mirror(i) − v_i, 0, 1)
     S'_i  = (1 − α_i) · S_i + α_i · M · S_mirror(i),   M = diag(−1, 1, 1)
 
-(n_i: unit normal, d_i: unit direction to the camera). A frontal face (v ≈ v_mirror) is left as
+(n_i: unit normal, d_i: unit direction to the camera). Points on the silhouette (n·d ≈ 0) count as
+seen: the photo shows them as the face's outline; only points turned past it are guesses. A frontal face (v ≈ v_mirror) is left as
 the landmarker saw it; a hidden point of a turned face takes the mirrored visible one. The pose is
 a visibility-weighted similarity Procrustes, so the hidden side's points do not pull it either.
 For PCA (BFM) fits, where the statistical model already shapes the hidden side, the same
@@ -19,16 +20,20 @@ visibility scales the jaw-contour landmark weights (:func:`visible_landmark_weig
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
-FACING_FULL = 0.3  # n·d above which a point counts as fully seen (≈ 73° from the view ray)
+SEEN_ABOVE = 0.1  # n·d above which a point counts as fully seen
+HIDDEN_BELOW = -0.1  # n·d below which it is behind the silhouette (not seen at all)
 MIRROR = torch.tensor([-1.0, 1.0, 1.0])
 
 
-def facing_visibility(normals: torch.Tensor, to_camera: torch.Tensor, full: float = FACING_FULL) -> torch.Tensor:
+def facing_visibility(normals: torch.Tensor, to_camera: torch.Tensor) -> torch.Tensor:
     """(N, 3) unit normals and unit directions to the camera → (N,) visibility in [0, 1]:
-    0 at and behind the silhouette (n·d ≤ 0), 1 from n·d ≥ ``full``, linear between."""
-    return ((normals * to_camera).sum(-1) / full).clamp(0.0, 1.0)
+    0 behind the silhouette (n·d ≤ HIDDEN_BELOW), 1 from n·d ≥ SEEN_ABOVE, linear between."""
+    cos = (normals * to_camera).sum(-1)
+    return ((cos - HIDDEN_BELOW) / (SEEN_ABOVE - HIDDEN_BELOW)).clamp(0.0, 1.0)
 
 
 def weighted_umeyama(src: torch.Tensor, dst: torch.Tensor, weights: torch.Tensor
@@ -53,9 +58,14 @@ def weighted_umeyama(src: torch.Tensor, dst: torch.Tensor, weights: torch.Tensor
     return scale, rot, mu_d - scale * rot @ mu_s
 
 
-def mirror_fill(shape: torch.Tensor, visibility: torch.Tensor, mirror: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def mirror_fill(shape: torch.Tensor, visibility: torch.Tensor, mirror: torch.Tensor,
+                allowed: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """S' from the module docstring: (N, 3) model-space points, (N,) visibility, (N,) mirror ids →
     (S' (N, 3), α (N,), the weight each point took from its mirrored partner).
+
+    ``allowed`` maps the (N, 3) mirrored candidates to (N,) bool: where False the point keeps its
+    own position (α = 0). The dense fit passes "projects inside the face's observed outline": a
+    point hidden behind the silhouette cannot show outside it.
 
     The mirror plane is x = x₀, x₀ the visibility-weighted mean x of the midline points
     (``mirror[i] == i``): a one-sided Procrustes may leave the face's own plane a little off x = 0.
@@ -66,6 +76,8 @@ def mirror_fill(shape: torch.Tensor, visibility: torch.Tensor, mirror: torch.Ten
     x0 = (w * shape[midline, 0]).sum() / w.sum() if float(w.sum()) > 0 else shape.new_zeros(())
     mirrored = shape[mirror] * MIRROR.to(shape)
     mirrored[:, 0] += 2.0 * x0
+    if allowed is not None:
+        alpha = torch.where(allowed(mirrored), alpha, torch.zeros_like(alpha))
     return (1.0 - alpha[:, None]) * shape + alpha[:, None] * mirrored, alpha
 
 

@@ -110,7 +110,7 @@ def test_visible_landmark_weights_fade_the_hidden_contour_only():
     to_camera = torch.tensor([0.0, 0.0, 1.0]).expand(68, 3)
     normals = torch.tensor([0.0, 0.0, 1.0]).repeat(68, 1)
     assert torch.allclose(visible_landmark_weights(base, normals, to_camera), base)
-    normals[0:8] = torch.tensor([-1.0, 0.0, 0.0])  # the right jaw turned away (seen edge-on)
+    normals[0:8] = torch.tensor([-0.9, 0.0, -0.436])  # the right jaw turned away, behind the silhouette
     normals[40] = torch.tensor([-1.0, 0.0, 0.0])  # not a contour point: keeps its weight
     w = visible_landmark_weights(base, normals, to_camera)
     assert float(w[0:8].abs().max()) == 0.0 and float(w.sum()) == pytest.approx(1.0)
