@@ -7,10 +7,10 @@ colour model leaves in shaded or very light skin, which are face all the same. A
 the face, or is too small or too large for it, scores low.
 
 :data:`MIN_SILHOUETTE_IOU` is measured on the 12 dev photos of ../shared/faces (default aligner and
-model, polygon parser): the fits, all on the face by eye, score 0.67–0.98 (0.67: the very light skin
+model, polygon parser): the fits, all on the face by eye, score 0.72–0.99 (0.72: the very light skin
 of aflw2000_image02246, 0.84: the profile aflw2000_image00181); the same meshes shifted sideways by
-a quarter of the face width score 0.38–0.55, by a tenth 0.60–0.79. 0.6 lies between the worst good
-fit and the best clearly-off one.
+a quarter of the face width score 0.33–0.54, by a tenth 0.54–0.79, scaled by 1.3 0.44–0.62. 0.6
+lies between the worst good fit and the best clearly-off one.
 """
 
 from __future__ import annotations
