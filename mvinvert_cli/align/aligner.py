@@ -84,7 +84,8 @@ class Aligner:
             for face in self._impl.detect(photo.rgb):
                 landmarks = ibug_from_dense(face.dense[:, :2])
                 label = f"mediapipe (retry: {face.how})" if face.how else "mediapipe"
-                notes = (f"face found after retry ({face.how})",) if face.how else ()
+                notes = ((f"face found after retry ({face.how})",) if face.how else ()) + (
+                    (face.landmark_pass,) if face.landmark_pass else ())
                 observations.append(make_observation(photo, landmarks, face.box, label, dense=face.dense,
                                                      head_pose=face.pose, notes=notes))
         else:

@@ -33,6 +33,7 @@ from .model import MorphableModel
 from .pose import fit_landmarks, landmark_weights
 from .regressor import Regressor
 from .result import FitParameters, FitResult, assemble_result
+from .symmetry_prior import visible_landmark_weights
 from .target import FitTarget, fit_renderer, fit_target, visible_colors
 
 REG_EXP, REG_TEX = 0.8, 1.7e-2  # Deep3DFaceRecon reg_loss relative weights (identity = 1)
@@ -216,6 +217,16 @@ def init_appearance(model: MorphableModel, camera: Camera, params: Params, verts
         params["tex"][0] = solve_albedo_coefficients(observed, shading, mean, base, prior=REG_TEX * 1e-2)
 
 
+def contour_weights(model: MorphableModel, camera: Camera, params: dict[str, torch.Tensor],
+                    base: torch.Tensor) -> torch.Tensor:
+    """The landmark weights with the hidden jaw contour faded out at the current pose
+    (``symmetry_prior.visible_landmark_weights``)."""
+    verts = model.shape(params["id"], params["exp"])
+    world = transform(verts, params["angles"], params["trans"])[0, model.landmark_ids]
+    normals = (model.normals(verts) @ rotation_matrix(params["angles"]).transpose(-1, -2))[0, model.landmark_ids]
+    return visible_landmark_weights(base, normals, camera.view_direction(world))
+
+
 def fit_pca(model: MorphableModel, observation: Observation, landmarks: torch.Tensor, settings: PCAFitSettings,
             regressor: Regressor | None = None) -> FitResult:
     """Fit ``model`` to ``observation`` (rigid, then non-rigid Adam; see the module docstring).
@@ -263,6 +274,7 @@ def fit_pca(model: MorphableModel, observation: Observation, landmarks: torch.Te
     # Rigid stage: pose only, landmark loss (only the 68 landmark vertices are needed).
     t0 = time.perf_counter()
     with torch.no_grad():
+        weights = contour_weights(model, camera, params, weights)
         lm_shape = model.shape(params["id"], params["exp"])[:, model.landmark_ids]
     adam([params["angles"], params["trans"]], s.rigid_steps,
          lambda step: s.w_landmark * landmark_loss(
