@@ -11,7 +11,6 @@ from mvinvert_cli.align.landmark_network import INPUT_SIZE, Roi, roi_from_points
 from mvinvert_cli.align.passes import MAX_DISAGREEMENT, choose_pass, flip_disagreement
 from mvinvert_cli.align.symmetry import dense_mirror, unmirror_points
 from mvinvert_cli.io.images import load_image
-from mvinvert_cli.weights import face_landmarker_task
 
 # Measured with bench/bench_align.py (pts68 annotation) on this branch; a change that loses more than
 # 0.3 NME points on a photo fails.
@@ -19,15 +18,7 @@ NME_PTS68 = {"00181": 0.0899, "00408": 0.0376, "02024": 0.0356, "02246": 0.0318}
 REGRESSION = 0.003
 
 
-@pytest.fixture(scope="module")
-def task():
-    path = face_landmarker_task()
-    if path is None:
-        pytest.skip("face_landmarker.task not installed")
-    return path
-
-
-def test_dense_mirror_is_an_involution_that_swaps_sides(task):
+def test_dense_mirror_is_an_involution_that_swaps_sides(landmarker_task):
     mirror = dense_mirror()
     assert mirror.shape == (478,) and (mirror[mirror] == np.arange(478)).all()
     assert mirror[33] == 263 and mirror[468] == 473  # outer eye corners, iris centres
@@ -56,13 +47,13 @@ def test_roi_from_points_levels_the_eyes():
     assert abs(roi.angle) < 1e-9 and roi.size == pytest.approx(1.5 * np.ptp(pts[:, :2], 0).max())
 
 
-def test_second_pass_agrees_with_the_first_on_a_frontal_face(mp_aligner, examples_dir, task):
+def test_second_pass_agrees_with_the_first_on_a_frontal_face(mp_aligner, examples_dir, landmarker_task):
     from mvinvert_cli.align.landmark_network import LandmarkNetwork
 
     photo = load_image(examples_dir / "skimage_astronaut.png")
     first = mp_aligner._impl._find((photo.rgb * 255 + 0.5).astype(np.uint8))[0].dense
     rgb8 = (photo.rgb * 255 + 0.5).astype(np.uint8)
-    network = LandmarkNetwork(task)
+    network = LandmarkNetwork(landmarker_task)
     roi = roi_from_points(first)
     plain, p_plain = network.run(rgb8, roi)
     flipped, p_flipped = network.run(rgb8, roi, mirrored=True)
@@ -74,7 +65,7 @@ def test_second_pass_agrees_with_the_first_on_a_frontal_face(mp_aligner, example
     assert choice.label == "re-crop+flip" and "flip disagreement" in choice.note
 
 
-def test_choose_pass_keeps_the_first_pass_when_the_flip_test_disagrees(task):
+def test_choose_pass_keeps_the_first_pass_when_the_flip_test_disagrees(landmarker_task):
     class Wandering:  # a network whose mirrored run lands far away
         def run(self, rgb8, roi, mirrored=False):
             pts = np.zeros((478, 3), np.float32)

@@ -29,12 +29,7 @@ from tests.train.conftest import synthetic_face_model, synthetic_photos, tiny_ne
 VIEWS = ((0.0, 0.0), (30.0, 0.0), (-30.0, 0.0))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

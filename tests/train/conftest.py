@@ -107,11 +107,5 @@ TINY_PATH = dict(render_size=64, encoder_size=32, texture_size=32, identity_rend
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: the shared 2-core machine is faster without oversubscription."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """Every training test runs on one torch thread (``one_torch_thread``)."""
