@@ -29,10 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mvinvert_cli.config import Settings  # noqa: E402
-from mvinvert_cli.render.camera import Camera, rotation_matrix, transform  # noqa: E402
 from mvinvert_cli.morphable.fit import Fitter  # noqa: E402
-from mvinvert_cli.render.lighting import shade  # noqa: E402
 from mvinvert_cli.morphable.model import model_from_arrays  # noqa: E402
+from mvinvert_cli.render.camera import Camera, rotation_matrix, transform  # noqa: E402
+from mvinvert_cli.render.lighting import shade  # noqa: E402
 from mvinvert_cli.render.renderer import Renderer  # noqa: E402
 from tests.morphable.conftest import grid_face, landmark_vertices, make_observation, smooth_basis  # noqa: E402
 

@@ -7,7 +7,7 @@ Defaults follow the paper and the authors' code (DESIGN.md §4): views yaw 0/±3
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from .errors import UsageError
@@ -35,6 +35,8 @@ class Settings:
         refine: run the multi-view GAN-inversion refinement (needs a generator).
         aligner / parser: backend names or "auto".
         face_index: which detected face to use (0 = largest).
+        trust_pickle: allow checkpoints that are pickles able to execute code (``--trust-pickle``).
+        encoder: path of a ReStyle-layout encoder checkpoint to use instead of weights/ (``--encoder``).
     """
 
     device: str = "auto"
@@ -57,7 +59,8 @@ class Settings:
     aligner: str = "auto"
     parser: str = "auto"
     face_index: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    trust_pickle: bool = False
+    encoder: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

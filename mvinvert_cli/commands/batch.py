@@ -67,7 +67,7 @@ def command(
     settings = Settings(device=device_name(device), texture_size=texture_size, refine=not no_refine, seed=seed)
     if views:
         settings.views = parse_views(views)
-    settings.extra["trust_pickle"] = OPTIONS.trust_pickle
+    settings.trust_pickle = OPTIONS.trust_pickle
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -53,7 +53,7 @@ def command(
 
     check_paths([str(p) for p in photos], out, force)  # fail fast, before loading any model
     settings = Settings(device=device_name(device), refine=not no_refine, texture_size=256)
-    settings.extra["trust_pickle"] = OPTIONS.trust_pickle
+    settings.trust_pickle = OPTIONS.trust_pickle
     recoverer = Recoverer(settings)
     for note in recoverer.degraded:
         warn(escape(note))

@@ -62,20 +62,15 @@ def command(
     from ..io.atomic import atomic_dir, atomic_open, atomic_write_text
     from ..io.images import load_image, save_image
     from ..io.meshes import TexturedMesh, write_obj, write_ply
-    from ..morphable import load_model
     from ..morphable.fit import Fitter, render_overlay
-    from ..morphable.regressor import load_regressor
+    from ..morphable.loading import load_face_model
     from ..parse.parser import FaceParser
-    from ..weights import locate
 
     out_dir = output if output is not None else photo.with_name(photo.stem + "_fit")
     picture = load_image(photo)
     dev = resolve_device(device_name(device))
-    face_model, notes = load_model(model, device=dev)
-    regressor = None
-    if face_model.n_id == 80 and face_model.n_exp == 64 and face_model.n_tex == 80 and locate("deep3d"):
-        regressor = load_regressor(locate("deep3d"), device=dev, trust_pickle=OPTIONS.trust_pickle)
-        notes.append(f"initialised by the Deep3DFaceRecon regressor ({regressor.source})")
+    loaded = load_face_model(model, device=dev, trust_pickle=OPTIONS.trust_pickle)
+    face_model, regressor, notes = loaded.model, loaded.regressor, [*loaded.degraded, *loaded.notes]
     face_aligner = Aligner(aligner.value, device=dev, trust_pickle=OPTIONS.trust_pickle)
     face_parser = FaceParser(parser.value, device=dev, trust_pickle=OPTIONS.trust_pickle)
     observation = face_parser.parse(select_face(face_aligner.detect(picture), face_index, photo.name,

@@ -66,9 +66,9 @@ def command(
                         aligner=aligner.value, parser=parser.value, face_index=face_index)
     if views:
         settings.views = parse_views(views)
-    settings.extra["trust_pickle"] = OPTIONS.trust_pickle
+    settings.trust_pickle = OPTIONS.trust_pickle
     if encoder is not None:
-        settings.extra["encoder"] = str(encoder)
+        settings.encoder = str(encoder)
     out_dir = out if out is not None else Path.cwd() / f"{photo.stem}_mvinvert"
     recoverer = Recoverer(settings)
     summary = recover_to_directory(recoverer, photo, out_dir, force=force)

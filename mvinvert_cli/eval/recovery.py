@@ -28,8 +28,7 @@ from .photo import EvalInputs
 def inputs_from_recovery(recovery: Any, recoverer: Any, name: str) -> EvalInputs:
     """Gather the tensors :func:`~mvinvert_cli.eval.photo.evaluate_photo` needs from one recovery."""
     from ..morphable.model import mirror_vertex_ids
-    from ..pipeline import lit_statistical_texture
-    from ..texture.coarse import coarse_texture
+    from ..texture.coarse import complete_coarse
     from ..texture.sample import sample_vertices
 
     device = recoverer.device
@@ -55,27 +54,29 @@ def inputs_from_recovery(recovery: Any, recoverer: Any, name: str) -> EvalInputs
         blind = face_mask & ~hidden_pixels(screen[0], faces, split.hidden, crop.shape[-2:],
                                              fragments=sampled.fragments)
         refit = recoverer.fitter.fit(replace(obs, crop_face_mask=blind.cpu().numpy()))
-        kept_scores = recovery.coarse_scores * (~split.hidden).to(recovery.coarse_scores.dtype)
-        t_pca = lit_statistical_texture(refit.t_pca, refit.world_normals, refit.gamma, kept_scores > 0)
-        t_coarse = coarse_texture(recoverer.solver, recovery.t_uv, kept_scores, t_pca).colors.clamp(0, 1)
+        samples = recovery.samples
+        kept_scores = samples.coarse_scores * (~split.hidden).to(samples.coarse_scores.dtype)
+        coarse = complete_coarse(recoverer.solver, samples.t_uv, kept_scores, refit.t_pca, refit.world_normals,
+                                 refit.gamma)
+        t_pca, t_coarse = coarse.t_pca, coarse.t_coarse
         if recoverer.inverter is None:
             full, full_is = t_coarse, f"coarse ({recoverer.refine_note})"
         else:
-            photo_scores = recovery.photo_scores * (~split.hidden).to(recovery.photo_scores.dtype)
+            photo_scores = samples.photo_scores * (~split.hidden).to(samples.photo_scores.dtype)
             full, full_is = _refine(recoverer, recovery, t_coarse, photo_scores), "refined"
         return {"statistical": t_pca, "coarse": t_coarse, "full": full, "full_is": full_is}
 
     return EvalInputs(
         name=name, crop=crop, face_mask=face_mask, points5=points5, verts_model=fit.vertices, faces=faces,
-        angles=fit.angles, translation=fit.translation, camera=camera, t_uv=recovery.t_uv, visible=visible,
-        photo_scores=recovery.coarse_scores, mirror_ids=mirror_ids.to(device),
+        angles=fit.angles, translation=fit.translation, camera=camera, t_uv=recovery.samples.t_uv, visible=visible,
+        photo_scores=recovery.samples.coarse_scores, mirror_ids=mirror_ids.to(device),
         final=recovery.colors, refill=refill, notes=tuple(recovery.degraded),
     )
 
 
 def _refine(recoverer: Any, recovery: Any, t_coarse: torch.Tensor, photo_scores: torch.Tensor) -> torch.Tensor:
     """T_refine from a hold-out T_coarse: the refine stage of ``Recoverer.recover`` on other inputs."""
-    return recoverer.refine(recovery.fit, recovery.t_uv, photo_scores, t_coarse, recovery.views).colors
+    return recoverer.refine(recovery.fit, recovery.samples.t_uv, photo_scores, t_coarse, list(recovery.views)).colors
 
 
 def recoverer_inputs(recoverer: Any) -> Any:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from ..records import CoarseTexture
+from ..render import lighting
 from .poisson import PoissonSolver
 from .stitch import NEUTRAL_FILL, Stitched, poisson_blend, sanitize
 from .visibility import NO_VIEW, triangle_confidence
@@ -49,3 +51,42 @@ def coarse_texture(solver: PoissonSolver, t_uv: torch.Tensor, photo_scores: torc
     if info.backend != PoissonSolver.backend:
         notes.append(f"solver fell back to {info.backend}")
     return Stitched(result, selection, info, tuple(notes))
+
+
+def lit_statistical_texture(albedo: torch.Tensor, world_normals: torch.Tensor, gamma: torch.Tensor,
+                            seen: torch.Tensor) -> torch.Tensor:
+    """T_pca lit like the photo, for filling the holes of T_uv (§3.1).
+
+    The SH light (FORMATS.md §1g) is fitted to the visible side only; extrapolated to normals the photo
+    never saw (grazing and turned-away surfaces) its second-order terms can brighten or darken them
+    far beyond anything observed. The irradiance is therefore clamped per channel to the interquartile
+    range it has over the seen vertices: hidden parts keep a plausible shading pattern at the photo's
+    exposure.
+
+    Args:
+        albedo: (V, 3) T_pca in [0, 1]; world_normals: (V, 3); gamma: (27,); seen: (V,) bool.
+
+    Returns:
+        (V, 3) colours in [0, 1].
+    """
+    irradiance = lighting.shade(torch.ones_like(albedo)[None], world_normals[None], gamma[None])[0]
+    if int(seen.sum()) >= 8:
+        low = irradiance[seen].quantile(0.25, dim=0)
+        high = irradiance[seen].quantile(0.75, dim=0)
+        irradiance = torch.maximum(torch.minimum(irradiance, high), low)
+    return (albedo * irradiance).clamp(0, 1)
+
+
+def complete_coarse(solver: PoissonSolver, t_uv: torch.Tensor, scores: torch.Tensor, albedo: torch.Tensor,
+                    world_normals: torch.Tensor, gamma: torch.Tensor) -> CoarseTexture:
+    """The coarse stage: T_pca lit like the photo (:func:`lit_statistical_texture`) fills what the
+    photo does not see, Poisson-blended with T_uv (:func:`coarse_texture`). Used by the pipeline and by
+    eval's occlusion hold-out, so both measure the same completion.
+
+    Args:
+        solver: the topology's :class:`PoissonSolver`; t_uv: (V, 3); scores: (V,) > 0 where seen;
+        albedo: (V, 3) the fit's T_pca; world_normals: (V, 3); gamma: (27,) SH light.
+    """
+    t_pca = lit_statistical_texture(albedo, world_normals, gamma, scores > 0)
+    blended = coarse_texture(solver, t_uv, scores, t_pca)
+    return CoarseTexture(t_pca=t_pca, t_coarse=blended.colors.clamp(0, 1), notes=blended.notes)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..render.rasterize import Fragments, rasterize
 from ..render.bake import UVLayout
+from ..render.rasterize import Fragments, rasterize
 from .visibility import silhouette_distance
 
 DEPTH_TOLERANCE = 0.02  # model units (≈ 2 px of surface at depth 10 and 224 px): z-buffer slack

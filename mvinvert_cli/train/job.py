@@ -123,7 +123,7 @@ def run_job(job: TrainJob, on_item: Callable[[int, int, Path, str], None] | None
 
     recoverer = Recoverer(Settings(device=str(device), refine=False, texture_size=PREPARE_TEXTURE_SIZE,
                                    aligner=job.aligner, parser=job.parser, seed=settings.seed,
-                                   extra={"trust_pickle": job.trust_pickle}))
+                                   trust_pickle=job.trust_pickle))
     notes += [f"prepare: {note}" for note in recoverer.degraded]
     prepare, version = pipeline_preparation(recoverer)
     photos = FaceImageFolder(job.images, job.out_dir / "cache", prepare, version, on_item=on_item)

@@ -22,12 +22,12 @@ from torch import Tensor, nn
 from ..config import DEFAULT_VIEWS
 from ..invert.ffhq_align import align_views, unalign
 from ..invert.restyle import average_image, pool_to, to_signed, to_unit
-from ..render import camera as cam
-from ..render.lighting import shade
 from ..morphable.model import MorphableModel
+from ..render import camera as cam
+from ..render.bake import UVLayout, bake, uv_layout
+from ..render.lighting import shade
 from ..render.rasterize import interpolate
 from ..render.renderer import Renderer
-from ..render.bake import UVLayout, bake, uv_layout
 from ..texture.poisson import PoissonSolver
 from ..texture.sample import Sampled, sample_vertices
 from ..texture.stitch import stitch

@@ -36,7 +36,7 @@ PREPARE_TEXTURE_SIZE = 256  # UV bake size of the (unused) preparation textures:
 
 
 def record_from_recovery(recovery) -> dict[str, np.ndarray]:
-    """The training record (module table) of a :class:`~mvinvert_cli.pipeline.Recovery`."""
+    """The training record (module table) of a :class:`~mvinvert_cli.records.Recovery`."""
     obs, fit = recovery.observation, recovery.fit
 
     def arr(t) -> np.ndarray:
@@ -51,9 +51,9 @@ def record_from_recovery(recovery) -> dict[str, np.ndarray]:
         "angles": arr(fit.angles),
         "translation": arr(fit.translation),
         "gamma": arr(fit.gamma),
-        "coarse": arr(recovery.t_coarse),
-        "t_uv": arr(recovery.t_uv),
-        "photo_scores": arr(recovery.photo_scores),
+        "coarse": arr(recovery.coarse.t_coarse),
+        "t_uv": arr(recovery.samples.t_uv),
+        "photo_scores": arr(recovery.samples.photo_scores),
     }
 
 

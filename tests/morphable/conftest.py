@@ -8,6 +8,7 @@ inside a "full BFM09" topology (more extra vertices, shuffled), exactly like the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,6 +191,14 @@ def _one_thread():
 @pytest.fixture
 def tiny_bfm(tmp_path: Path) -> TinyBFM:
     return make_tiny_bfm(tmp_path)
+
+
+def rotation_error_deg(a, b) -> float:
+    """Angle (degrees) of the rotation between the poses with angles ``a`` and ``b`` (each (3,))."""
+    from mvinvert_cli.render.camera import rotation_matrix
+
+    r = rotation_matrix(a).T @ rotation_matrix(b)
+    return math.degrees(math.acos(float(((r.trace() - 1) / 2).clamp(-1, 1))))
 
 
 def make_observation(crop: np.ndarray, landmarks: np.ndarray, face_mask: np.ndarray | None = None,

@@ -6,8 +6,8 @@ import math
 
 import torch
 
+from mvinvert_cli.morphable.pose import pnp_pose, umeyama, weak_perspective_pose
 from mvinvert_cli.render.camera import Camera, rotation_matrix, transform
-from mvinvert_cli.morphable.fit import pnp_pose, umeyama, weak_perspective_pose
 
 
 def _angle_between(r1: torch.Tensor, r2: torch.Tensor) -> float:

@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 
 from mvinvert_cli.render.bake import bake, nearest_inside, pad_islands, uv_layout
-
 from tests.texture.conftest import grid_mesh
 
 

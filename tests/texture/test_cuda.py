@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mvinvert_cli.render.camera import Camera
 from mvinvert_cli.render.bake import bake, uv_layout
+from mvinvert_cli.render.camera import Camera
 from mvinvert_cli.texture.coarse import coarse_texture
 from mvinvert_cli.texture.poisson import PoissonSolver
 from mvinvert_cli.texture.sample import sample_uv_texture, sample_vertices

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from mvinvert_cli.render.camera import Camera
 from mvinvert_cli.render.bake import uv_layout
+from mvinvert_cli.render.camera import Camera
 from mvinvert_cli.texture.sample import sample_image, sample_uv_texture, sample_vertices, zbuffer_visibility
 
 from .conftest import grid_mesh

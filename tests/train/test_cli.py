@@ -66,8 +66,8 @@ class SyntheticRecoverer:
                                       crop_matrix=np.array([[1.0, 0, 0], [0, 1.0, 0]]),
                                       points5=item["points5"].numpy())
         fit = SimpleNamespace(vertices=verts[0], angles=angles[0], translation=translation[0], gamma=torch.zeros(27))
-        return SimpleNamespace(observation=observation, fit=fit, t_coarse=item["coarse"], t_uv=sampled.colors[0],
-                               photo_scores=scores[0])
+        return SimpleNamespace(observation=observation, fit=fit, coarse=SimpleNamespace(t_coarse=item["coarse"]),
+                               samples=SimpleNamespace(t_uv=sampled.colors[0], photo_scores=scores[0]))
 
 
 def test_usage_and_weights_errors(tmp_path, photo_dir, capsys):

@@ -7,15 +7,14 @@ import pytest
 import torch
 
 from mvinvert_cli.align.ibug import ibug_from_dense
-from mvinvert_cli.render.camera import Camera, rotation_matrix, transform
 from mvinvert_cli.morphable.default import canonical_points, load_default_model
 from mvinvert_cli.morphable.fit import Fitter
+from mvinvert_cli.render.camera import Camera, rotation_matrix, transform
 from mvinvert_cli.render.lighting import shade
 from mvinvert_cli.render.renderer import Renderer
 from mvinvert_cli.weights import face_landmarker_task
 
-from .conftest import make_observation
-from .test_fit import rotation_error_deg
+from .conftest import make_observation, rotation_error_deg
 
 TONE = torch.tensor([0.72, 0.52, 0.42])
 GAMMA = torch.cat([torch.tensor([-0.1, -0.1, 0.25, 0.1, 0.02, 0.0, 0.04, -0.02, 0.02])] * 3)
