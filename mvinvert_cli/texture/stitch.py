@@ -47,15 +47,20 @@ def sanitize(colors: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, 
     Returns:
         colours, scores (≥ 0) and the number of bad samples.
     """
-    bad = ~(torch.isfinite(colors).all(dim=-1) & torch.isfinite(scores))  # (N, V)
-    colors = torch.where(bad[..., None], torch.zeros_like(colors), colors)
-    scores = torch.where(bad, torch.zeros_like(scores), scores).clamp_min(0.0)
-    return colors, scores, int(bad.sum())
+    good = torch.isfinite(colors).all(dim=-1) & torch.isfinite(scores)  # (N, V)
+    if bool(good.all()):  # the usual case: nothing to replace
+        return colors, scores.clamp_min(0.0), 0
+    colors = torch.where(good[..., None], colors, torch.zeros_like(colors))
+    scores = torch.where(good, scores, torch.zeros_like(scores)).clamp_min(0.0)
+    return colors, scores, int((~good).sum())
 
 
 def gradient_targets(basis: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor,
                      selection: torch.Tensor) -> torch.Tensor:
     """Eq. 6's b: each triangle's gradient taken from its selected view (zero for no view).
+
+    One gather of the selected view's corner colours from the flattened (N·V, C) table and one batched
+    3×3 product with the hat-function gradients.
 
     Args:
         basis: (F, 3, 3) hat-function gradients (``PoissonSolver.basis``).
@@ -66,10 +71,12 @@ def gradient_targets(basis: torch.Tensor, faces: torch.Tensor, colors: torch.Ten
     Returns:
         (3F, C), differentiable w.r.t. ``colors``.
     """
-    corners = colors[selection.clamp_min(0)[:, None], faces]  # (F, 3 corners, C)
-    grads = torch.einsum("fkd,fkc->fdc", basis, corners)  # (F, 3 xyz, C)
-    grads = torch.where((selection != NO_VIEW)[:, None, None], grads, torch.zeros_like(grads))
-    return grads.reshape(-1, colors.shape[-1])
+    n_views, n_verts, channels = colors.shape
+    index = selection.clamp_min(0)[:, None] * n_verts + faces  # (F, 3) rows of the flat table
+    corners = colors.reshape(n_views * n_verts, channels).index_select(0, index.reshape(-1))
+    grads = torch.bmm(basis.transpose(1, 2), corners.view(-1, 3, channels))  # (F, 3 xyz, C)
+    grads = torch.where((selection != NO_VIEW)[:, None, None], grads, torch.zeros((), dtype=grads.dtype))
+    return grads.reshape(-1, channels)
 
 
 def poisson_blend(solver: PoissonSolver, colors: torch.Tensor, selection: torch.Tensor,

@@ -154,3 +154,27 @@ def test_gradcheck_through_selection_and_solve():
         return stitch(solver, p, photo_scores, v, view_scores).colors
 
     assert torch.autograd.gradcheck(fn, (photo, views), eps=1e-6, atol=1e-6)
+
+
+def test_matches_the_previous_implementation_on_a_fixture():
+    """tests/texture/data/stitch_694016d.npz: inputs and outputs of ``stitch`` as implemented at
+    commit 694016d (before issue 20's bookkeeping rewrite) on a 24² curved grid plus a separate,
+    unanchored 4² component, with a non-finite sample, triangles no view sees, float64 and float32,
+    with and without fallback colours."""
+    import numpy as np
+    from pathlib import Path
+
+    data = np.load(Path(__file__).parent / "data" / "stitch_694016d.npz")
+    t = {k: torch.from_numpy(data[k]) for k in ("verts", "faces", "photo", "photo_scores", "view_colors",
+                                                "view_scores", "fallback")}
+    solver = PoissonSolver(t["verts"], t["faces"], lam=0.1)
+    for name in ("fallback", "none"):
+        for dtype in (torch.float64, torch.float32):
+            key = f"{name}_{str(dtype).split('.')[-1]}"
+            out = stitch(solver, t["photo"].to(dtype), t["photo_scores"].to(dtype), t["view_colors"].to(dtype),
+                         t["view_scores"].to(dtype), fallback=t["fallback"].to(dtype) if name == "fallback" else None)
+            assert torch.equal(out.selection, torch.from_numpy(data[f"selection_{key}"])), key
+            expected = torch.from_numpy(data[f"colors_{key}"])
+            tolerance = 1e-12 if dtype == torch.float64 else 1e-6
+            assert (out.colors - expected).abs().max() <= tolerance, key
+            assert list(out.notes) == data[f"notes_{key}"].tolist(), key
