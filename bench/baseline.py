@@ -27,14 +27,18 @@ BASELINE_REV = "ac6f534"  # main before issue 20 (the numbers in the issue and /
 ALIAS = "mvinvert_baseline"
 
 
-def load_baseline(rev: str = BASELINE_REV) -> ModuleType:
-    """Import ``mvinvert_cli`` at ``rev`` as ``mvinvert_baseline`` (submodules import on demand).
+_TREES: dict[str, Path] = {}
+
+
+def baseline_tree(rev: str = BASELINE_REV) -> Path:
+    """A temporary folder holding ``mvinvert_cli/`` at ``rev`` (extracted once per process; put it on
+    PYTHONPATH to run that version's CLI).
 
     Raises:
         RuntimeError: ``rev`` is not a commit of this repository.
     """
-    if ALIAS in sys.modules:
-        return sys.modules[ALIAS]
+    if rev in _TREES:
+        return _TREES[rev]
     archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", rev, "mvinvert_cli"],
                              capture_output=True)
     if archive.returncode != 0:
@@ -43,7 +47,20 @@ def load_baseline(rev: str = BASELINE_REV) -> ModuleType:
     atexit.register(shutil.rmtree, root, ignore_errors=True)
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(root, filter="data")
-    package = root / "mvinvert_cli"
+    _TREES[rev] = root
+    return root
+
+
+def load_baseline(rev: str = BASELINE_REV) -> ModuleType:
+    """Import ``mvinvert_cli`` at ``rev`` as ``mvinvert_baseline`` (submodules import on demand; one
+    revision per process).
+
+    Raises:
+        RuntimeError: ``rev`` is not a commit of this repository.
+    """
+    if ALIAS in sys.modules:
+        return sys.modules[ALIAS]
+    package = baseline_tree(rev) / "mvinvert_cli"
     spec = importlib.util.spec_from_file_location(ALIAS, package / "__init__.py",
                                                   submodule_search_locations=[str(package)])
     module = importlib.util.module_from_spec(spec)
