@@ -25,7 +25,7 @@ from rich.progress import (
 from rich.table import Table
 
 from ..batch import ItemResult, discover, run_batch
-from ..config import Settings, parse_views
+from ..config import MAX_TEXTURE_SIZE, TEXTURE_SIZE_HELP, Settings, parse_views
 from ..errors import ExitCode, OutputError, UsageError
 from ._common import OPTIONS, DeviceOpt, ForceOpt, JsonOpt, QuietOpt, console, device_name, emit_json, warn
 
@@ -41,7 +41,7 @@ def command(
     gpus_per_worker: Annotated[float, typer.Option("--gpus-per-worker", min=0.0, help="GPUs reserved per Ray actor (0.5 = two per GPU).")] = 0.0,
     all_faces: Annotated[bool, typer.Option("--all-faces", help="Recover every face in each photo.")] = False,
     views: Annotated[str | None, typer.Option("--views", help="Synthetic views, yaw or yaw:pitch list.")] = None,
-    texture_size: Annotated[int, typer.Option("--texture-size", min=64, max=8192, help="UV texture side.")] = 1024,
+    texture_size: Annotated[int, typer.Option("--texture-size", min=64, max=MAX_TEXTURE_SIZE, help=TEXTURE_SIZE_HELP)] = 1024,
     no_refine: Annotated[bool, typer.Option("--no-refine", help="Skip GAN-inversion refinement.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     force: ForceOpt = False,

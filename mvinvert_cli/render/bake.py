@@ -24,7 +24,6 @@ from scipy import ndimage
 from .renderer import uv_fragments
 
 DEFAULT_TEXTURE_SIZE = 1024
-MAX_TEXTURE_SIZE = 4096  # photos are capped at 2048 px (io.images): larger textures add no detail
 BAND_TEXELS = 1 << 20  # texels rasterised per band while building a layout
 CHUNK_TEXELS = 1 << 19  # inside texels interpolated at once by a bake
 

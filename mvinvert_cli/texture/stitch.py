@@ -9,6 +9,8 @@ has the selected views' detail with no seams between them.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -122,6 +124,26 @@ def best_view_colors(colors: torch.Tensor, scores: torch.Tensor) -> tuple[torch.
     return torch.where(unseen[:, None], fill.expand_as(picked), picked), int(unseen.sum())
 
 
+@contextlib.contextmanager
+def _one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """Run torch's CPU ops on one thread inside the block (process-wide; restored after).
+
+    The stitch's bookkeeping is a few dozen passes over ≤ 1M-element arrays: splitting each over the
+    intra-op pool gains little on an idle machine, and on a loaded one every pass waits for a
+    descheduled pool thread (bench/bench_stitch.py: 3× slower with 2 threads than with 1 on a
+    shared 2-core machine), while the SciPy solve is single-threaded anyway.
+    """
+    if device.type != "cpu" or torch.get_num_threads() == 1:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def stitch(solver: PoissonSolver, photo_colors: torch.Tensor, photo_scores: torch.Tensor,
            view_colors: torch.Tensor, view_scores: torch.Tensor,
            fallback: torch.Tensor | None = None) -> Stitched:
@@ -138,7 +160,14 @@ def stitch(solver: PoissonSolver, photo_colors: torch.Tensor, photo_scores: torc
 
     Returns:
         :class:`Stitched`; non-finite samples count as unseen, and every degraded case is in ``notes``.
+        CPU work runs on one torch thread (see :func:`_one_cpu_thread`).
     """
+    with _one_cpu_thread(photo_colors.device):
+        return _stitch(solver, photo_colors, photo_scores, view_colors, view_scores, fallback)
+
+
+def _stitch(solver: PoissonSolver, photo_colors: torch.Tensor, photo_scores: torch.Tensor,
+            view_colors: torch.Tensor, view_scores: torch.Tensor, fallback: torch.Tensor | None) -> Stitched:
     colors = torch.cat([photo_colors[None], view_colors.to(photo_colors)], dim=0)  # (N+1, V, C)
     scores = torch.cat([photo_scores[None], view_scores.to(photo_scores)], dim=0)  # (N+1, V)
     colors, scores, n_bad = sanitize(colors, scores)

@@ -142,3 +142,15 @@ def test_empty_layout_bakes_zeros():
     layout = uv_layout(uvs, torch.tensor([[0, 1, 2]]), 8)
     assert layout.n_inside == 0
     assert torch.equal(bake(torch.rand(3, 3), torch.tensor([[0, 1, 2]]), layout).texture, torch.zeros(8, 8, 3))
+
+
+def test_texture_size_limit_is_enforced_and_its_memory_stated(capsys):
+    from mvinvert_cli.cli import main
+    from mvinvert_cli.config import MAX_TEXTURE_SIZE, TEXTURE_SIZE_HELP
+    from mvinvert_cli.errors import ExitCode
+
+    assert MAX_TEXTURE_SIZE == 4096 and "GB at 4096" in TEXTURE_SIZE_HELP
+    for command in ("recover", "batch"):
+        assert main([command, "photo.jpg", "--texture-size", str(2 * MAX_TEXTURE_SIZE)]) == ExitCode.USAGE
+    assert main(["recover", "--help"]) == 0
+    assert "GB at 4096" in " ".join(capsys.readouterr().out.split())

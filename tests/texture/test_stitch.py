@@ -178,3 +178,21 @@ def test_matches_the_previous_implementation_on_a_fixture():
             tolerance = 1e-12 if dtype == torch.float64 else 1e-6
             assert (out.colors - expected).abs().max() <= tolerance, key
             assert list(out.notes) == data[f"notes_{key}"].tolist(), key
+
+
+def test_stitch_runs_on_one_cpu_thread_and_restores_the_pool(monkeypatch):
+    verts, faces, solver, field = _setup(6)
+    seen = []
+    import mvinvert_cli.texture.stitch as stitch_module
+
+    original = stitch_module.poisson_blend
+    monkeypatch.setattr(stitch_module, "poisson_blend",
+                        lambda *a, **k: seen.append(torch.get_num_threads()) or original(*a, **k))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        stitch(solver, field, torch.ones(len(verts), dtype=field.dtype), field[None],
+               torch.full((1, len(verts)), 0.5, dtype=field.dtype))
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
