@@ -161,8 +161,9 @@ def test_matches_the_previous_implementation_on_a_fixture():
     commit 694016d (before issue 20's bookkeeping rewrite) on a 24² curved grid plus a separate,
     unanchored 4² component, with a non-finite sample, triangles no view sees, float64 and float32,
     with and without fallback colours."""
-    import numpy as np
     from pathlib import Path
+
+    import numpy as np
 
     data = np.load(Path(__file__).parent / "data" / "stitch_694016d.npz")
     t = {k: torch.from_numpy(data[k]) for k in ("verts", "faces", "photo", "photo_scores", "view_colors",
