@@ -26,7 +26,7 @@ from rich.progress import (
 from rich.table import Table
 
 from ..batch import ItemResult, discover, run_batch
-from ..config import Settings, parse_views
+from ..config import MAX_TEXTURE_SIZE, TEXTURE_SIZE_HELP, Settings, parse_views
 from ..errors import ExitCode, OutputError, UsageError
 from ._common import OPTIONS, ForceOpt, JsonOpt, absolute, console, emit_json, output_option, stdout, warn
 from ._progress import wall_seconds
@@ -49,7 +49,7 @@ def command(
     all_faces: Annotated[bool, typer.Option("--all-faces", help="Recover every face in each photo.")] = False,
     views: Annotated[str | None, typer.Option("--views", show_default=False,
                                               help="Synthetic views, yaw or yaw:pitch list [default: 0,30,-30,0:-15].")] = None,
-    texture_size: Annotated[int, typer.Option("--texture-size", min=64, max=8192, help="UV texture side.")] = 1024,
+    texture_size: Annotated[int, typer.Option("--texture-size", min=64, max=MAX_TEXTURE_SIZE, help=TEXTURE_SIZE_HELP)] = 1024,
     no_refine: Annotated[bool, typer.Option("--no-refine", help="Skip GAN-inversion refinement.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     force: ForceOpt = False,

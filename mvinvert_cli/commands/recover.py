@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from ..align.backends import AlignerBackend
-from ..config import Settings, parse_views
+from ..config import MAX_TEXTURE_SIZE, TEXTURE_SIZE_HELP, Settings, parse_views
 from ..parse.backends import ParserBackend
 from ._common import (
     OPTIONS,
@@ -41,7 +41,7 @@ def command(
         str | None, typer.Option("--views", show_default=False,
                                  help="Synthetic views as yaw or yaw:pitch degrees [default: 0,30,-30,0:-15].")
     ] = None,
-    texture_size: Annotated[int, typer.Option("--texture-size", min=64, max=8192, help="UV texture side.")] = 1024,
+    texture_size: Annotated[int, typer.Option("--texture-size", min=64, max=MAX_TEXTURE_SIZE, help=TEXTURE_SIZE_HELP)] = 1024,
     no_refine: Annotated[bool, typer.Option("--no-refine", help="Skip the GAN-inversion refinement (coarse texture).")] = False,
     face_index: FaceIndexOpt = 0,
     aligner: AlignerOpt = AlignerBackend.auto,
