@@ -1,11 +1,14 @@
-"""Benchmark: default alignment (MediaPipe) + parsing (polygon) of one 1024² photo.
+"""Benchmark: default alignment (MediaPipe) accuracy on AFLW2000-3D photos, and its speed.
 
-Goal (issue 3): median under 0.3 s on 2 CPU cores. Prints model load times once, then per-stage
-medians and interquartile ranges over repeats, and the total against the goal. With ``--bisenet``
-it also times the full-size BiSeNet parser (random weights: the cost is the same as with
+Accuracy (issue 15): per-photo and mean 68-point NME (error / sqrt(w·h) of the ground-truth box)
+against both annotations of ``../shared/faces/aflw2000_*.pts68.json`` (the AFLW2000-3D fit and the
+3DDFA re-annotation), with the yaw and the align time of each photo (median of repeats) and how the
+face was found. Speed (issue 3): align + parse of one 1024² photo, median under 0.3 s on 2 CPU
+cores; model load times once, per-stage medians and interquartile ranges. With ``--bisenet`` it
+also times the full-size BiSeNet parser (random weights: the cost is the same as with
 79999_iter.pth) and prints its ratio to the polygon parser.
 
-    .venv/bin/python bench/bench_align.py [photo] [--repeats N] [--bisenet]
+    .venv/bin/python bench/bench_align.py [photo] [--repeats N] [--bisenet] [--faces DIR]
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import numpy as np
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_PHOTO = REPO.parent / "shared" / "faces" / "hrn_mv_10078.jpg"  # 1024×1024
+FACES = REPO.parent / "shared" / "faces"
+DEFAULT_PHOTO = FACES / "hrn_mv_10078.jpg"  # 1024×1024
 GOAL_S = 0.3
 
 
@@ -30,11 +34,52 @@ def _stats(samples: list[float]) -> str:
     return f"median {med * 1e3:7.1f} ms  IQR {q1 * 1e3:.1f}–{q3 * 1e3:.1f} ms"
 
 
+def accuracy_table(aligner, faces: Path, repeats: int) -> None:
+    """Print the NME table over every ``*.pts68.json`` in ``faces`` (both annotations, mean row).
+
+    The align time is interleaved with the first pass alone (the Tasks landmarker with its
+    retries, no second pass or flip test) and printed with their ratio."""
+    from mvinvert_cli.align.accuracy import ANNOTATIONS, load_ground_truth, nme
+    from mvinvert_cli.align.mediapipe_backend import MediaPipeLandmarker
+    from mvinvert_cli.io.images import load_image
+
+    first_only = MediaPipeLandmarker(second_pass=False) if aligner.backend == "mediapipe" else None
+
+    truths = sorted(faces.glob("*.pts68.json"))
+    if not truths:
+        print(f"accuracy: no *.pts68.json in {faces}")
+        return
+    print(f"{'photo':26s} {'yaw':>6s} " + " ".join(f"{k:>18s}" for k in ANNOTATIONS)
+          + "   align ms (1st pass only, ratio)  found / landmark pass")
+    table = []
+    for path in truths:
+        truth = load_ground_truth(path)
+        photo = load_image(truth.image)
+        times, first_times = [], []
+        for _ in range(max(1, repeats)):
+            a = time.perf_counter()
+            obs = aligner.align(photo)
+            b = time.perf_counter()
+            if first_only is not None:
+                first_only.detect(photo.rgb)
+            times.append(b - a)
+            first_times.append(time.perf_counter() - b)
+        errors = [nme(obs.landmarks, truth.points[k]) for k in ANNOTATIONS]
+        table.append(errors)
+        t, t1 = 1e3 * float(np.median(times)), 1e3 * float(np.median(first_times))
+        ratio = f"({t1:6.1f}, {t / t1:4.2f}x)" if first_only is not None else ""
+        print(f"{truth.image.name:26s} {truth.yaw_deg:6.1f} " + " ".join(f"{100 * e:17.2f}%" for e in errors)
+              + f"   {t:8.1f} {ratio:22s}  {obs.aligner} / {'; '.join(obs.notes[-1:])}")
+    mean = np.mean(table, axis=0)
+    print(f"{'mean':26s} {'':6s} " + " ".join(f"{100 * e:17.2f}%" for e in mean))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("photo", nargs="?", default=str(DEFAULT_PHOTO))
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--bisenet", action="store_true", help="also time the full-size BiSeNet parser")
+    ap.add_argument("--faces", default=str(FACES), help="folder with aflw2000_*.pts68.json ground truth")
     args = ap.parse_args()
 
     import torch
@@ -56,6 +101,7 @@ def main() -> None:
     t2 = time.perf_counter()
     print(f"load: aligner {aligner.backend} {t1 - t0:.2f} s, parser {parser.backend} {t2 - t1:.2f} s (once per process)")
     aligner.align(photo)  # warm-up
+    accuracy_table(aligner, Path(args.faces), max(3, args.repeats // 3))
     align_t, parse_t, total_t = [], [], []
     for _ in range(args.repeats):
         a = time.perf_counter()

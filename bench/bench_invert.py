@@ -4,10 +4,12 @@ Prints per-stage medians (seconds) on the CPU, and on CUDA when available:
 - G full 1024² vs G stopped at 256² (the skip architecture's 256² RGB), the speed ratio, and the
   PSNR between the stop-at-256 image and the 1024² output area-pooled to 256² (what ReStyle feeds
   back) over a few w (random weights: the PSNR shows how different the two are, not trained quality);
-- the encoder at 256² (6 channels) and a 5-pass ReStyle inversion with both generator modes
-  (measured on CUDA or with --restyle; on the CPU otherwise estimated as 5 × (E + G)).
+- the encoder at 256² (6 channels) and the 5-pass ReStyle inversion of ``--views`` views at once (the
+  pipeline's 4 synthetic views) with both generator modes, as wall time and process CPU time
+  (measured once without warm-up on the CPU; median of --repeats after a warm-up on CUDA). A device
+  that is absent is named as skipped.
 
-Usage: python bench/bench_invert.py [--repeats N] [--batch 1] [--devices cpu,cuda] [--threads N] [--restyle]
+Usage: python bench/bench_invert.py [--repeats N] [--batch 1] [--views 4] [--devices cpu,cuda] [--threads N]
 (--repeats default: 1 on the CPU, 5 on CUDA; each after one warm-up run.)
 """
 
@@ -26,23 +28,30 @@ from mvinvert_cli.invert.stylegan2 import Generator
 from mvinvert_cli.metrics import psnr
 
 
-def timed(fn, device: torch.device, repeats: int) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` runs after one warm-up (CUDA synchronised)."""
-    fn()
-    times = []
+def timed(fn, device: torch.device, repeats: int, warm_up: bool = True) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` runs, after one warm-up (CUDA synchronised)."""
+    return timed_cpu(fn, device, repeats, warm_up)[0]
+
+
+def timed_cpu(fn, device: torch.device, repeats: int, warm_up: bool = True) -> tuple[float, float]:
+    """Median (wall, process CPU) seconds of ``fn()`` over ``repeats`` runs."""
+    if warm_up:
+        fn()
+    walls, cpus = [], []
     for _ in range(repeats):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         fn()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        walls.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - cpu)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 @torch.no_grad()
-def run(device: torch.device, repeats: int, batch: int, restyle: bool) -> None:
+def run(device: torch.device, repeats: int, batch: int, views: int) -> None:
     torch.manual_seed(0)
     g = Generator(1024, 512, 8).to(device).eval()
     encoder = build_encoder("psp").to(device).eval()
@@ -68,15 +77,14 @@ def run(device: torch.device, repeats: int, batch: int, restyle: bool) -> None:
     print(f"  PSNR(stop@256, pool(1024)) over {len(scores)} w: median {statistics.median(scores):.2f} dB "
           f"(min {min(scores):.2f}, max {max(scores):.2f})")
 
-    if not restyle and device.type == "cpu":
-        t5_full, t5_cut, how = 5 * (t_enc + t_full), 5 * (t_enc + t_256), "estimated"
-    else:
-        targets = torch.rand(batch, 3, 256, 256, device=device)
-        t5_full = timed(lambda: residual_inversion(encoder, g, w_avg, targets, 5, 256), device, repeats)
-        t5_cut = timed(lambda: residual_inversion(encoder, g, w_avg, targets, 5, 256, stop_at=256), device, repeats)
-        how = "measured"
-    print(f"  ReStyle 5 passes, full  {t5_full:8.3f} s   ({how})")
-    print(f"  ReStyle 5 passes, @256  {t5_cut:8.3f} s   ({t5_full / t5_cut:.1f}× faster)")
+    targets = torch.rand(views, 3, 256, 256, device=device)
+    warm = device.type == "cuda"  # on the CPU one run takes minutes: measured once, cold
+    full = timed_cpu(lambda: residual_inversion(encoder, g, w_avg, targets, 5, 256), device, repeats, warm)
+    cut = timed_cpu(lambda: residual_inversion(encoder, g, w_avg, targets, 5, 256, stop_at=256), device, repeats,
+                    warm)
+    print(f"  ReStyle {views} views × 5 passes, full  wall {full[0]:8.2f} s   CPU {full[1]:8.2f} s")
+    print(f"  ReStyle {views} views × 5 passes, @256  wall {cut[0]:8.2f} s   CPU {cut[1]:8.2f} s   "
+          f"({full[0] / cut[0]:.1f}× faster)")
 
 
 def main() -> None:
@@ -85,18 +93,18 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--devices", default="cpu,cuda")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
-    parser.add_argument("--restyle", action="store_true", help="also time the 5-pass loop on the CPU")
+    parser.add_argument("--views", type=int, default=4, help="views inverted at once in the 5-pass loop")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     for name in args.devices.split(","):
         if name.startswith("cuda") and not torch.cuda.is_available():
-            print(f"[{name}] skipped: no CUDA device")
+            print(f"[{name}] skipped: no CUDA device in this process (no GPU lent to this run)")
             continue
         device = torch.device(name)
         repeats = args.repeats or (1 if device.type == "cpu" else 5)
-        run(device, repeats, args.batch, args.restyle)
+        run(device, repeats, args.batch, args.views)
 
 
 if __name__ == "__main__":

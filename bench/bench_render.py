@@ -27,9 +27,10 @@ import torch
 from mvinvert_cli.render.camera import Camera, transform
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks reuse the tests' mesh factory
+from mvinvert_cli.render.bake import bake, uv_layout
 from mvinvert_cli.render.lighting import shade
 from mvinvert_cli.render.rasterize import interpolate, rasterize
-from mvinvert_cli.render.renderer import Renderer, bake_uv, uv_fragments, uv_screen, view_pose
+from mvinvert_cli.render.renderer import Renderer, uv_fragments, uv_screen, view_pose
 from tests.render.conftest import ellipsoid_grid  # noqa: E402
 
 TARGET_FRAME_S = 0.030
@@ -81,6 +82,7 @@ def main() -> None:
     renderer = Renderer(backend="torch")
     uv_verts = uv_screen(uvs, 1024)[None]
     uv_frags = uv_fragments(uvs, faces, 1024)
+    layout = uv_layout(uvs, faces, 1024)
     frame = rasterize(screen, faces, (224, 224), perspective_correct=True)
 
     commit = subprocess.run(
@@ -104,12 +106,12 @@ def main() -> None:
             world, faces, shade(albedo, normals, gamma)
         ),
         "rasterize UV 1024²": lambda: rasterize(uv_verts, faces, (1024, 1024)),
-        "bake_uv 1024² (cached fragments)": lambda: bake_uv(uvs, faces, colors, 1024, fragments=uv_frags),
-        "bake_uv 1024² (raster + bake)": lambda: bake_uv(uvs, faces, colors, 1024),
+        "bake 1024² (cached layout)": lambda: bake(colors, faces, layout),
+        "bake 1024² (layout + bake)": lambda: bake(colors, faces, uv_layout(uvs, faces, 1024)),
     }
     targets = {
         "Renderer.render 224² (project+raster+interp)": TARGET_FRAME_S,
-        "bake_uv 1024² (raster + bake)": TARGET_BAKE_S,
+        "bake 1024² (layout + bake)": TARGET_BAKE_S,
     }
     default_threads = torch.get_num_threads()
     thread_counts = (

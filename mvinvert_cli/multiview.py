@@ -32,11 +32,13 @@ from .identity import IdentityNet
 from .io.atomic import atomic_dir
 from .io.images import Photo, load_image
 from .io.multi_outputs import write_multi_recovery
+from .io.paths import check_output_dir
 from .morphable.joint_fit import joint_fit, rigid_points, shape_distance
 from .morphable.result import FitResult
-from .pipeline import REFINE_STAGES, Recoverer, _check_output
+from .pipeline import Recoverer
 from .records import CoarseTexture, ProgressCallback, Recovery, Refinement, StageLog, UVTextures
 from .records_multi import EXCLUDED, USED, MultiRecovery, PhotoInput
+from .refine import REFINE_STEPS, RefineInputs, refine
 from .render.camera import Camera
 from .texture.coarse import lit_statistical_texture
 from .texture.detail import bake_with_detail
@@ -170,13 +172,13 @@ class MultiRecoverer:
             stitched = stitch_photos(r.solver, colors, scores, t_pca[None], torch.ones_like(scores[:1]), t_pca)
             t_multi = stitched.colors.clamp(0, 1)
             st.note = "; ".join(stitched.notes)
-        views = tuple(tuple(map(float, v)) for v in r.settings.views)
+        views = r.refine_settings.views
         refinement, selection = None, stitched.selection
         if r.inverter is None:
-            for name in REFINE_STAGES:
+            for name in REFINE_STEPS:
                 log.skip(name, r.refine_note)
         else:
-            refinement, selection = self._refine_unseen(ref_fit, colors, scores, t_multi, list(views), log)
+            refinement, selection = self._refine_unseen(ref_fit, colors, scores, t_multi, log)
         with log.stage("bake") as st:
             faces, layout = r.model.triangles, r.uv_layout
             detail = multi_photo_detail([photo_tensor(c.photo, r.device) for c in used],
@@ -201,24 +203,22 @@ class MultiRecoverer:
                              tuple(joint.notes) + tuple(stitched.notes))
 
     def _refine_unseen(self, fit: FitResult, colors: torch.Tensor, scores: torch.Tensor, t_multi: torch.Tensor,
-                       views: list[tuple[float, float]], log: StageLog) -> tuple[Refinement, torch.Tensor]:
-        """§3.2 on the stitched photos' texture: render views, invert, resample (the Recoverer's stages);
-        the inverted views then fill only the triangles no photo sees (``stitch_photos``)."""
+                       log: StageLog) -> tuple[Refinement, torch.Tensor]:
+        """§3.2 on the stitched photos' texture (``refine.refine``, the pipeline's refine stage, with the
+        stitched texture as photo and T_coarse); its T_refine then fills only the triangles no photo
+        sees (``stitch_photos`` with T_refine as the fill)."""
         r = self.recoverer
-        with log.stage("render_views") as st:
-            screen, renders, frags, world, normals = r._render_views(fit, t_multi, views)
-            st.note = f"{len(views)} views"
-        with log.stage("invert") as st:
-            result = r.inverter.invert(renders, screen[:, r.model.landmark_ids, :2])
-            inverted = result.images.clamp(0, 1)
-            st.backend = result.backend
-        with log.stage("resample"):
-            view_colors, view_scores = r._resample_views(inverted, screen, frags, world, normals)
-        with log.stage("stitch", r.solver.backend) as st:
-            stitched = stitch_photos(r.solver, colors, scores, view_colors, view_scores, t_multi)
+        seen = scores.max(dim=0).values
+        refined = refine(r.model, r.solver, r.inverter.invert,
+                         RefineInputs.one(fit.vertices, fit.translation, t_multi, seen, t_multi),
+                         r.refine_settings, progress=log.progress)
+        log.records += refined.stages
+        face = refined.face(0)
+        with log.stage("stitch_unseen", r.solver.backend) as st:
+            stitched = stitch_photos(r.solver, colors, scores, face.colors[None], torch.ones_like(scores[:1]), t_multi)
             st.note = "; ".join(stitched.notes) or "GAN views fill only what no photo sees"
-        return Refinement(stitched.colors.clamp(0, 1), renders, inverted, result.backend, stitched.notes), \
-            stitched.selection
+        return Refinement(stitched.colors.clamp(0, 1), face.view_renders, face.inverted, face.backend,
+                          stitched.notes), stitched.selection
 
     @staticmethod
     def _inputs(candidates: list[_Candidate], used: list[_Candidate], fits: Sequence[FitResult],
@@ -261,8 +261,7 @@ def recover_photos_to_directory(multi: MultiRecoverer, sources: Sequence[str | P
         NoFaceError (no usable photo) / OutputError / WeightsError, with a one-line message.
     """
     out_dir = Path(out_dir)
-    for source in sources:
-        _check_output(Path(source), out_dir, force)
+    check_output_dir(out_dir, force, [Path(s) for s in sources])
     start = time.perf_counter()
     photos = load_photos(sources)
     timings = {"load_image": round(time.perf_counter() - start, 4)}

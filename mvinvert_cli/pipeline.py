@@ -9,13 +9,13 @@ Texture colours are "photo colours" throughout (the photo's own lighting baked i
 T_uv is sampled from the full-resolution photo, T_pca is lit by the fitted SH lighting before it fills
 the holes (§3.1), the synthetic views render T_coarse unlit, and T_refine stitches the inverted views
 (Eq. 5–6) anchored to the photo (λ). The stage maths lives in the stage packages (align/, parse/,
-morphable/, texture/, invert/); output assembly in io/outputs.
+morphable/, texture/, invert/) and in ``refine`` (the refine stage, shared with eval and training);
+output assembly in io/outputs.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -26,31 +26,25 @@ from . import __version__
 from .align import Aligner
 from .align.observation import Observation
 from .config import Settings, resolve_device
-from .errors import InputError, NoFaceError, OutputError
+from .errors import NoFaceError
 from .invert.inverter import Inverter
 from .invert.optimize import OptimizeSettings
 from .io.atomic import atomic_dir, atomic_write_text
 from .io.images import Photo, load_image
 from .io.outputs import write_recovery
-from .morphable.fit import FitResult, Fitter
+from .io.paths import check_output_dir
+from .morphable.fit import Fitter
 from .morphable.loading import load_face_model
 from .parse import FaceParser
-from .records import ProgressCallback, Recovery, Refinement, StageLog, UVTextures
+from .records import ProgressCallback, Recovery, StageLog, UVTextures
+from .refine import REFINE_STEPS, RefineInputs, refine, refine_settings
 from .render.bake import uv_layout
-from .render.camera import Camera, transform
-from .render.rasterize import interpolate, rasterize, select_backend
+from .render.camera import Camera
 from .texture.coarse import complete_coarse
 from .texture.detail import bake_with_detail, photo_detail
 from .texture.photo import photo_tensor, sample_photo
 from .texture.poisson import PoissonSolver
-from .texture.sample import sample_vertices
-from .texture.stitch import stitch
-from .texture.visibility import vertex_scores
 from .weights import locate
-
-REFINE_STAGES = ("render_views", "invert", "resample", "stitch")
-VIEW_RENDER_SIZE = 512  # side of the synthetic views handed to the inverter
-VIEW_BACKGROUND = 0.5  # grey behind the rendered face in the synthetic views
 
 
 class Recoverer:
@@ -85,6 +79,7 @@ class Recoverer:
         self.solver = PoissonSolver(self.model.mean_shape.detach().cpu(), self.model.triangles.cpu(),
                                     lam=self.settings.stitch_lambda)
         self.uv_layout = uv_layout(self.model.uvs, self.model.triangles, self.settings.texture_size)
+        self.refine_settings = refine_settings(self.settings)
         self.load_seconds["model+solver"] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -147,13 +142,16 @@ class Recoverer:
             coarse = complete_coarse(self.solver, samples.t_uv, samples.coarse_scores, fit.t_pca,
                                      fit.world_normals, fit.gamma)
             st.note = "; ".join(coarse.notes)
-        views = tuple(tuple(map(float, v)) for v in self.settings.views)
         refinement = None
         if self.inverter is None:
-            for name in REFINE_STAGES:
+            for name in REFINE_STEPS:
                 log.skip(name, self.refine_note)
         else:
-            refinement = self.refine(fit, samples.t_uv, samples.photo_scores, coarse.t_coarse, list(views), log)
+            refined = refine(self.model, self.solver, self.inverter.invert,
+                             RefineInputs.one(fit.vertices, fit.translation, samples.t_uv, samples.photo_scores,
+                                              coarse.t_coarse), self.refine_settings, progress=log.progress)
+            log.records += refined.stages
+            refinement = refined.face(0)
         with log.stage("bake") as st:
             faces = self.model.triangles
             detail = photo_detail(photo_tensor(photo, self.device), samples.photo_screen, samples.t_uv,
@@ -165,76 +163,10 @@ class Recoverer:
             st.note = f"{self.settings.texture_size}² UV, photo detail where seen"
         return Recovery(
             photo=photo, observation=obs, fit=fit, samples=samples, coarse=coarse, refinement=refinement,
-            textures=UVTextures(texture, coarse_texture, mask), views=views, stages=tuple(log.records),
-            degraded=tuple(degraded), model_summary=self.model.summary(), triangles=self.model.triangles,
+            textures=UVTextures(texture, coarse_texture, mask), views=self.refine_settings.views,
+            stages=tuple(log.records), degraded=tuple(degraded), model_summary=self.model.summary(), triangles=self.model.triangles,
             uvs=self.model.uvs,
         )
-
-    def refine(self, fit: FitResult, t_uv: torch.Tensor, photo_scores: torch.Tensor, t_coarse: torch.Tensor,
-               views: list[tuple[float, float]], log: StageLog | None = None) -> Refinement:
-        """§3.2: render T_coarse from ``views`` (I_R^i), invert each (Eq. 2–3), re-sample T_ref^i with
-        its own Eq. 4 scores, and stitch with the photo (Eq. 5–6). Needs an inverter."""
-
-        if self.inverter is None:
-            raise RuntimeError("refine needs an inverter (generator weights)")
-        log = log if log is not None else StageLog()
-        with log.stage("render_views") as st:
-            screen, renders, frags, world, normals = self._render_views(fit, t_coarse, views)
-            st.note = f"{len(views)} views at {VIEW_RENDER_SIZE}²"
-        with log.stage("invert") as st:
-            result = self.inverter.invert(renders, screen[:, self.model.landmark_ids, :2])
-            inverted = result.images.clamp(0, 1)
-            st.backend = result.backend
-        with log.stage("resample"):
-            view_colors, view_scores = self._resample_views(inverted, screen, frags, world, normals)
-        with log.stage("stitch", self.solver.backend) as st:
-            stitched = stitch(self.solver, t_uv, photo_scores, view_colors, view_scores, fallback=t_coarse)
-            st.note = "; ".join(stitched.notes)
-        return Refinement(stitched.colors.clamp(0, 1), renders, inverted, result.backend, stitched.notes)
-
-    def _view_geometry(self, fit: FitResult, views: list[tuple[float, float]]) -> tuple[torch.Tensor, torch.Tensor, Any]:
-
-        n = len(views)
-        angles = torch.tensor([[math.radians(p), math.radians(y), 0.0] for y, p in views], device=self.device)
-        translation = torch.zeros(n, 3, device=self.device)
-        translation[:, 2] = fit.translation[2]
-        verts = fit.vertices[None].expand(n, -1, -1)
-        world = transform(verts, angles, translation)
-        normals = transform(fit.normals[None].expand(n, -1, -1), angles, torch.zeros_like(translation))
-        return world, normals, Camera().resized(VIEW_RENDER_SIZE)
-
-    def _render_views(self, fit: FitResult, colors: torch.Tensor, views: list[tuple[float, float]]):
-        """I_R^i: T_coarse rendered unlit from each synthetic view (grey background)."""
-
-        world, normals, camera = self._view_geometry(fit, views)
-        screen = camera.project(world)
-        frags = rasterize(screen, self.model.triangles, (VIEW_RENDER_SIZE, VIEW_RENDER_SIZE), perspective_correct=True,
-                          backend=select_backend(self.device))
-        colour = interpolate(frags, self.model.triangles, colors[None].expand(len(views), -1, -1))
-        image = torch.where(frags.mask[..., None], colour, torch.full_like(colour, VIEW_BACKGROUND))
-        return screen, image.permute(0, 3, 1, 2).contiguous(), frags, world, normals
-
-    def _resample_views(self, inverted: torch.Tensor, screen: torch.Tensor, frags: Any, world: torch.Tensor,
-                        normals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """T_ref^i: colours of each inverted view at its vertices + Eq. 4 scores (T = view threshold)."""
-
-        sampled = sample_vertices(inverted, screen, self.model.triangles, fragments=frags)
-        distance = sampled.boundary_distance * (224.0 / VIEW_RENDER_SIZE)
-        scores = vertex_scores(normals, world, sampled.visible, distance, self.settings.vis_threshold_view)
-        return sampled.colors, scores
-
-
-def _check_output(source: Path, out_dir: Path, force: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(f"output {out_dir} exists and is not a folder")
-    if out_dir.exists() and not force:
-        raise OutputError(f"output {out_dir} already exists (use --force to overwrite)")
-    try:
-        src, dst = source.resolve(), out_dir.resolve()
-    except (OSError, RuntimeError) as exc:  # symlink loops
-        raise InputError(f"{source}: cannot resolve path ({type(exc).__name__})") from exc
-    if src == dst or dst in src.parents:
-        raise OutputError(f"output {out_dir} contains the input {source}; choose another -o folder")
 
 
 def recover_to_directory(recoverer: Recoverer, source: str | Path, out_dir: str | Path, force: bool = False,
@@ -245,7 +177,7 @@ def recover_to_directory(recoverer: Recoverer, source: str | Path, out_dir: str 
         InputError / NoFaceError / WeightsError / OutputError: with a one-line message.
     """
     source, out_dir = Path(source), Path(out_dir)
-    _check_output(source, out_dir, force)
+    check_output_dir(out_dir, force, [source])
     start = time.perf_counter()
     photo = load_image(source)
     timings = {"load_image": round(time.perf_counter() - start, 4)}
@@ -258,7 +190,7 @@ def recover_to_directory(recoverer: Recoverer, source: str | Path, out_dir: str 
     with atomic_dir(out_dir, overwrite=force) as stage:
         if not all_faces:
             recovery = recoverer.recover(photo, progress=progress)
-            return _write(stage, recovery, recoverer, source, 1 + recovery.observation.index, timings, progress)
+            return _write(stage, recovery, recoverer, source, recovery.observation.faces_found, timings, progress)
         documents = []
         for obs in observations:
             (stage / f"face_{obs.index}").mkdir()

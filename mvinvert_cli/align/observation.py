@@ -56,6 +56,7 @@ class Observation:
         score: detector confidence in [0, 1], or None when the backend reports none (MediaPipe's
             landmarker does not expose one).
         index: rank of this face among all faces found in the photo (0 = largest box).
+        faces_found: how many faces the detector found in the photo (this one included).
         notes: human-readable remarks (degraded paths, retries), for result.json.
     """
 
@@ -74,6 +75,7 @@ class Observation:
     parser: str | None = None
     score: float | None = None
     index: int = 0
+    faces_found: int = 1
     notes: tuple[str, ...] = ()
 
     @property
@@ -98,6 +100,7 @@ class Observation:
         """JSON-ready description (no images): box, points, pose, backends."""
         return {
             "index": self.index,
+            "faces_found": self.faces_found,
             "box": [round(float(v), 2) for v in self.box],
             "landmarks68": _rounded(self.landmarks, 2),
             "points5": _rounded(self.points5, 2),

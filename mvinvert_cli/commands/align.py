@@ -1,4 +1,4 @@
-"""``mvinvert align``: face box, 68 landmarks, 224² fitting crop and face mask of one photo.
+"""`'mvinvert align'`: face box, 68 landmarks, 224² fitting crop and face mask of one photo.
 
 Examples:
     mvinvert align photo.jpg -o out/
@@ -19,45 +19,50 @@ from ..parse.backends import ParserBackend
 from ._common import (
     OPTIONS,
     AlignerOpt,
-    DeviceOpt,
     FaceIndexOpt,
     ForceOpt,
     JsonOpt,
     ParserOpt,
-    device_name,
+    absolute,
     emit_json,
     log,
+    output_option,
     warn,
 )
 
 
 def command(
     photo: Annotated[Path, typer.Argument(help="Portrait photo (JPEG, PNG, ...).")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output directory (default: <photo>_align/).")] = None,
+    output: output_option("<photo>_align/ next to the photo") = None,
     aligner: AlignerOpt = AlignerBackend.auto,
     parser: ParserOpt = ParserBackend.auto,
     face_index: FaceIndexOpt = 0,
     json_out: JsonOpt = False,
     force: ForceOpt = False,
-    device: DeviceOpt = None,
 ) -> None:
     """Find the face and write landmarks.json, crop.png, crop_mask.png, mask.png and overlay.png.
 
     landmarks.json holds the box, 68 iBUG landmarks, 5 points, the 478 dense points (MediaPipe),
-    the photo → crop matrix, the head pose and the backend names. ``auto`` backends use the official
+    the photo → crop matrix, the head pose and the backend names. 'auto' backends use the official
     FAN / BiSeNet weights when present in weights/, else the embedded MediaPipe landmarker and
     polygon parser. Exit code 4 when no face is found.
     """
+    from ..io.images import load_image
+    from ..io.paths import check_output_dir
+
+    out_dir = output if output is not None else photo.with_name(photo.stem + "_align")
+    picture = load_image(photo)  # bad input and bad -o are reported before any model loads
+    check_output_dir(out_dir, force, [photo])
+
+    # lazy: torch and the models, for start-up speed
     from ..align.aligner import Aligner, select_face
     from ..align.overlay import draw_overlay
     from ..config import resolve_device
     from ..io.atomic import atomic_dir, atomic_write_text
-    from ..io.images import load_image, save_image
+    from ..io.images import save_image
     from ..parse.parser import FaceParser
 
-    out_dir = output if output is not None else photo.with_name(photo.stem + "_align")
-    picture = load_image(photo)
-    dev = resolve_device(device_name(device))
+    dev = resolve_device(OPTIONS.device)
     face_aligner = Aligner(aligner.value, device=dev, trust_pickle=OPTIONS.trust_pickle)
     face_parser = FaceParser(parser.value, device=dev, trust_pickle=OPTIONS.trust_pickle)
     faces = face_aligner.detect(picture)
@@ -82,7 +87,7 @@ def command(
     outputs = {name: str(out_dir / name) for name in
                ("landmarks.json", "crop.png", "crop_mask.png", "mask.png", "overlay.png")}
     if json_out:
-        emit_json({"output": str(out_dir), "outputs": outputs, "faces_found": len(faces),
+        emit_json({"output": absolute(out_dir), "outputs": outputs, "faces_found": len(faces),
                    "face_index": face_index, "aligner": observation.aligner, "parser": observation.parser,
                    "box": record["box"], "notes": list(observation.notes)})
     elif OPTIONS.quiet:

@@ -2,7 +2,7 @@
 
 Examples:
     mvinvert eval ../shared/faces                     # writes ./mvinvert_eval/, prints the tables
-    mvinvert eval photos/ --out report --yaw 60 --force
+    mvinvert eval photos/ -o report --yaw 60 --force
     mvinvert -q eval photos/ --json | jq .holdout.full
 """
 
@@ -14,12 +14,12 @@ from typing import Annotated
 
 import typer
 
-from ._common import OPTIONS, DeviceOpt, ForceOpt, JsonOpt, device_name, emit_json, log, warn
+from ._common import OPTIONS, ForceOpt, JsonOpt, absolute, emit_json, log, output_option, warn
 
 
 def command(
     photos: Annotated[list[Path], typer.Argument(help="Photos or folders of photos (searched recursively).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("mvinvert_eval"),
+    output: output_option("./mvinvert_eval/") = None,
     yaw: Annotated[float, typer.Option("--yaw", min=5.0, max=90.0,
                                        help="Hold-out turn (degrees): hide what this yaw self-occludes.")] = 45.0,
     max_yaw: Annotated[float, typer.Option("--max-yaw", min=0.0, max=90.0,
@@ -28,7 +28,6 @@ def command(
     no_refine: Annotated[bool, typer.Option("--no-refine", help="Skip GAN-inversion refinement (full = coarse).")] = False,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
-    device: DeviceOpt = None,
 ) -> None:
     """Recover every photo, score it, and write eval.csv, summary.json and an HTML/PNG report.
 
@@ -45,28 +44,31 @@ def command(
     from rich.markup import escape
 
     from ..config import Settings
+
+    # lazy: torch and the models, for start-up speed
     from ..eval.recovery import recoverer_inputs
     from ..eval.report import print_summary
     from ..eval.run import check_paths, evaluate_folder, summary_json
     from ..identity import IdentityNet, unavailable_reason
     from ..pipeline import Recoverer
 
+    out = output if output is not None else Path("mvinvert_eval")
     check_paths([str(p) for p in photos], out, force)  # fail fast, before loading any model
-    settings = Settings(device=device_name(device), refine=not no_refine, texture_size=256)
-    settings.trust_pickle = OPTIONS.trust_pickle
+    settings = Settings(device=OPTIONS.device, refine=not no_refine, texture_size=256,
+                        trust_pickle=OPTIONS.trust_pickle)
     recoverer = Recoverer(settings)
     for note in recoverer.degraded:
-        warn(escape(note))
+        warn(note)
     identity_net = IdentityNet.from_weights(recoverer.device, trust_pickle=OPTIONS.trust_pickle)
     if identity_net is None:
-        warn(escape(unavailable_reason()))
+        warn(unavailable_reason())
     else:
         log(escape(f"identity: {identity_net.note}"))
     _, summary = evaluate_folder([str(p) for p in photos], out, recoverer_inputs(recoverer), identity_net, "none",
                                  yaw=yaw, max_yaw=max_yaw, cases=cases, force=force,
                                  progress=lambda line: log(escape(line)))
     if json_out:
-        emit_json({"out": str(out), **summary_json(summary, yaw, max_yaw)})
+        emit_json({"output": absolute(out), **summary_json(summary, yaw, max_yaw)})
         return
     if not OPTIONS.quiet:
         print_summary(summary, Console(highlight=False, width=None if sys.stdout.isatty() else 130))

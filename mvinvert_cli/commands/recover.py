@@ -16,79 +16,101 @@ from typing import Annotated
 import typer
 
 from ..align.backends import AlignerBackend
-from ..config import Settings, parse_views
+from ..config import MAX_TEXTURE_SIZE, TEXTURE_SIZE_HELP, Settings, parse_views
 from ..parse.backends import ParserBackend
 from ._common import (
     OPTIONS,
     AlignerOpt,
-    DeviceOpt,
     FaceIndexOpt,
     ForceOpt,
     JsonOpt,
     ParserOpt,
-    QuietOpt,
-    device_name,
+    absolute,
+    console,
     emit_json,
     log,
+    output_option,
     warn,
 )
+from ._progress import StageProgress, wall_seconds
 
 
 def command(
     photos: Annotated[list[Path], typer.Argument(
         help="Portrait photo (JPEG, PNG, WebP, TIFF, ...); several photos of one person (the first is the "
-             "colour reference) give one mesh and one texture.")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder [default: ./<stem>_mvinvert/].")] = None,
+             "colour reference) give one mesh and one texture.", readable=False)],
+    output: output_option("./<stem>_mvinvert/") = None,
     views: Annotated[
-        str | None, typer.Option("--views", help="Synthetic views as yaw or yaw:pitch degrees [default: 0,30,-30,0:-15].")
+        str | None, typer.Option("--views", show_default=False,
+                                 help="Synthetic views as yaw or yaw:pitch degrees [default: 0,30,-30,0:-15].")
     ] = None,
-    texture_size: Annotated[int, typer.Option("--texture-size", min=64, max=8192, help="UV texture side.")] = 1024,
+    texture_size: Annotated[int, typer.Option("--texture-size", min=64, max=MAX_TEXTURE_SIZE, help=TEXTURE_SIZE_HELP)] = 1024,
     no_refine: Annotated[bool, typer.Option("--no-refine", help="Skip the GAN-inversion refinement (coarse texture).")] = False,
     face_index: FaceIndexOpt = 0,
     aligner: AlignerOpt = AlignerBackend.auto,
     parser: ParserOpt = ParserBackend.auto,
     encoder: Annotated[
-        Path | None, typer.Option("--encoder", help="ReStyle-layout encoder checkpoint (e.g. from `mvinvert train`).")
+        Path | None, typer.Option("--encoder", help="ReStyle-layout encoder checkpoint (e.g. from 'mvinvert train').")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (noise, optimisation).")] = 0,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    device: DeviceOpt = None,
 ) -> None:
     """Recover mesh + complete UV texture from one photo (or several photos of one person).
 
     Writes mesh.obj/.mtl + texture.png, mesh.ply (vertex colours), mesh.glb, coarse_texture.png,
     renders/, preview.png and result.json (stages, backends, degradations, timings). The output
-    folder appears only when everything is written.
+    folder appears only when everything is written. Stage progress goes to stderr; the output folder
+    (or the --json document) to stdout. With several photos, one that cannot be read, shows no face
+    or shows someone else is reported and left out, and the run goes on with the others.
     """
-    from ..pipeline import Recoverer, recover_to_directory
+    from ..io.images import load_image
+    from ..io.paths import check_output_dir
 
-    OPTIONS.quiet = OPTIONS.quiet or quiet
-    settings = Settings(device=device_name(device), texture_size=texture_size, refine=not no_refine, seed=seed,
-                        aligner=aligner.value, parser=parser.value, face_index=face_index)
+    settings = Settings(device=OPTIONS.device, texture_size=texture_size, refine=not no_refine, seed=seed,
+                        aligner=aligner.value, parser=parser.value, face_index=face_index,
+                        trust_pickle=OPTIONS.trust_pickle, encoder=str(encoder) if encoder is not None else None)
     if views:
         settings.views = parse_views(views)
-    settings.trust_pickle = OPTIONS.trust_pickle
-    if encoder is not None:
-        settings.encoder = str(encoder)
-    out_dir = out if out is not None else Path.cwd() / f"{photos[0].stem}_mvinvert"
-    recoverer = Recoverer(settings)
-    if len(photos) > 1:  # multi-photo recovery (issue 17): photos left out are reported, the run goes on
-        from ..multiview import MultiRecoverer, recover_photos_to_directory
+    photo, multi = photos[0], len(photos) > 1
+    out_dir = output if output is not None else Path.cwd() / f"{photo.stem}_mvinvert"
+    if not multi:
+        load_image(photo)  # bad input and bad -o are reported before any model loads
+    check_output_dir(out_dir, force, photos)
+    if encoder is not None and not encoder.is_file():
+        from ..errors import WeightsError
 
-        summary = recover_photos_to_directory(MultiRecoverer(recoverer), photos, out_dir, force=force)
-        for item in summary["inputs"]:
-            if item["status"] != "used":
-                warn(f"left out {item['path']}: {item['reason']}")
-    else:
-        summary = recover_to_directory(recoverer, photos[0], out_dir, force=force)
-    for note in summary.get("degraded", []):  # also in result.json["degraded"]
-        warn(f"degraded: {note}")
+        raise WeightsError(f"--encoder {encoder}: no such file")
+
+    from ..pipeline import Recoverer, recover_to_directory  # lazy: torch and the models, for start-up speed
+
+    with StageProgress(console, enabled=not OPTIONS.quiet) as progress:
+        progress("load models", "start")
+        recoverer = Recoverer(settings)
+        progress("load models", "done")
+        for note in recoverer.degraded:  # known once the models are loaded; also in result.json["degraded"]
+            warn(f"degraded: {note}")
+        if multi:  # issue 17: several photos of one person → one mesh, one texture
+            from ..multiview import MultiRecoverer, recover_photos_to_directory
+
+            summary = recover_photos_to_directory(MultiRecoverer(recoverer), photos, out_dir, force=force,
+                                                  progress=progress)
+        else:
+            summary = recover_to_directory(recoverer, photo, out_dir, force=force, progress=progress)
+    for item in summary.get("inputs", []):  # multi-photo: photos left out (also in result.json)
+        if item["status"] != "used":
+            warn(f"left out {item['path']}: {item['reason']}")
+    for note in summary.get("degraded", []):
+        if note not in recoverer.degraded:
+            warn(f"degraded: {note}")
+    for note in summary.get("face", {}).get("notes", []):  # several faces, detector retries
+        warn(note)
+    pipeline = sum(s for name, s in progress.stage_seconds.items() if name != "load models")
+    wall = wall_seconds()
     if json_out:
-        emit_json(summary)
-    elif OPTIONS.quiet:
-        typer.echo(str(out_dir))
-    else:
-        log(f"[green]done[/] in {summary['timings']['total']:.1f} s → {out_dir}")
-        typer.echo(str(out_dir))
+        emit_json({**summary, "output": absolute(out_dir),
+                   "wall_seconds": {"total": round(wall, 3), "pipeline": round(pipeline, 3)}})
+        return
+    log(f"[green]done[/] in {wall:.1f} s wall (pipeline {pipeline:.1f} s, model load "
+        f"{progress.stage_seconds.get('load models', 0.0):.1f} s) → {out_dir}")
+    typer.echo(str(out_dir))

@@ -1,4 +1,4 @@
-"""``mvinvert train``: fine-tune the residual encoder end to end on your own face photos (MvInvert §3.3).
+"""`'mvinvert train'`: fine-tune the residual encoder end to end on your own face photos (MvInvert §3.3).
 
 Examples:
     mvinvert train --images faces/ --real-textures uv_textures/ --steps 20000 -o runs/ffhq
@@ -8,12 +8,36 @@ Examples:
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ._common import OPTIONS, DeviceOpt, ForceOpt, JsonOpt, console, device_name, emit_json, log, warn
+from ..align.backends import AlignerBackend
+from ..parse.backends import ParserBackend
+from ._common import (
+    OPTIONS,
+    AlignerOpt,
+    ForceOpt,
+    JsonOpt,
+    ParserOpt,
+    absolute,
+    console,
+    emit_json,
+    log,
+    output_option,
+    warn,
+)
+
+
+class FaceNet(str, Enum):  # noqa: UP042 - Typer lists str-Enum values
+    """Feature network of Eq. 8-9: ArcFace (weights/backbone.pth), the built-in tiny net, or auto."""
+
+    auto = "auto"
+    arcface = "arcface"
+    tiny = "tiny"
+
 
 LOSS_COLUMNS = ("total", "rec", "perc", "id", "adv_tex", "adv_face", "d_face", "d_tex")
 
@@ -36,9 +60,9 @@ def command(
     real_textures: Annotated[
         Path | None, typer.Option("--real-textures", help="Folder of real UV textures for the texture discriminator.")
     ] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (default: ./mvinvert_train).")] = None,
+    output: output_option("./mvinvert_train/") = None,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Train up to this step (resumed runs continue).")] = 1000,
-    resume: Annotated[Path | None, typer.Option("--resume", help="Continue from a `mvinvert train` checkpoint.")] = None,
+    resume: Annotated[Path | None, typer.Option("--resume", help="Continue from a 'mvinvert train' checkpoint.")] = None,
     init: Annotated[
         Path | None, typer.Option("--init", help="ReStyle checkpoint to start from (default: restyle_psp in weights/).")
     ] = None,
@@ -54,22 +78,21 @@ def command(
     disc_channels: Annotated[
         int, typer.Option("--disc-channels", min=16, help="Discriminator width: channels = min(256, N / resolution).")
     ] = 8192,
-    face_net: Annotated[str, typer.Option("--face-net", help="auto, arcface or tiny (Eq. 8-9 network).")] = "auto",
+    face_net: Annotated[FaceNet, typer.Option("--face-net", help="Network of the perceptual and identity losses (Eq. 8-9).")] = FaceNet.auto,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=0, help="Steps between checkpoints.")] = 500,
     sample_every: Annotated[int, typer.Option("--sample-every", min=0, help="Steps between sample grids.")] = 100,
     seed: Annotated[int, typer.Option("--seed", help="Seed of initialisation, data order and random renders.")] = 0,
-    aligner: Annotated[str, typer.Option("--aligner", help="auto, mediapipe or fan.")] = "auto",
-    parser: Annotated[str, typer.Option("--parser", help="auto, bisenet or polygon.")] = "auto",
+    aligner: AlignerOpt = AlignerBackend.auto,
+    parser: ParserOpt = ParserBackend.auto,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
-    device: DeviceOpt = None,
 ) -> None:
     """Train the residual encoder with the paper's losses (reconstruction, perceptual, identity, texture
     and face adversarial) through the differentiable render → invert → stitch → re-render path.
 
-    Photos are aligned, parsed and fitted once (cached in OUT/cache). Writes OUT/checkpoints/step_N.pt
-    and last.pt (ReStyle layout: `recover --encoder` reads them), OUT/samples/step_N.png, OUT/loss.csv
-    and OUT/loss.jsonl. Progress with loss columns goes to stderr; the run summary (or OUT) to stdout.
+    Photos are aligned, parsed and fitted once (cached in OUTPUT/cache). Writes OUTPUT/checkpoints/step_N.pt
+    and last.pt (ReStyle layout: 'recover --encoder' reads them), OUTPUT/samples/step_N.png, OUTPUT/loss.csv
+    and OUTPUT/loss.jsonl. Progress with loss columns goes to stderr; the run summary (or OUTPUT) to stdout.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -80,10 +103,10 @@ def command(
                              identity_renders=identity_renders, texture_size=texture_size,
                              disc_size=disc_size, disc_channels=disc_channels,
                              checkpoint_every=checkpoint_every, sample_every=sample_every)
-    out_dir = out if out is not None else default_out_dir()
+    out_dir = output if output is not None else default_out_dir()
     job = TrainJob(images=images, real_textures=real_textures, out_dir=out_dir, init=init, resume=resume,
-                   settings=settings, face_net=face_net, iterations=iterations, device=device_name(device),
-                   aligner=aligner, parser=parser, trust_pickle=OPTIONS.trust_pickle, force=force)
+                   settings=settings, face_net=face_net.value, iterations=iterations, device=OPTIONS.device,
+                   aligner=aligner.value, parser=parser.value, trust_pickle=OPTIONS.trust_pickle, force=force)
     if real_textures is None:
         warn("no --real-textures: the texture adversarial term (Eq. 10) is left out")
 
@@ -109,7 +132,7 @@ def command(
     for note in result.notes:
         warn(note)
     if json_out:
-        emit_json(result.to_json())
+        emit_json({"output": absolute(result.out_dir), **result.to_json()})
         return
     log(f"[green]trained[/] steps {result.start_step}→{result.end_step} in {result.seconds:.1f} s; "
         f"total loss {result.first.get('total', float('nan')):.4f} → {result.last.get('total', float('nan')):.4f}")

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from .. import weights as registry
-from ._common import JsonOpt, console, emit_json
+from ._common import JsonOpt, emit_json, stdout
 
 
 def command(
@@ -22,8 +22,8 @@ def command(
 ) -> None:
     """List known weights: present / missing / bad checksum, what each enables and where to get it.
 
-    Files go in ``weights/`` (or ``$MVINVERT_WEIGHTS``); see weights/README.md. Missing ones fall
-    back to the embedded defaults listed at the end.
+    Files go in weights/ (or $MVINVERT_WEIGHTS, or --weights DIR); see weights/README.md. Missing
+    ones fall back to the embedded defaults listed at the end. The tables go to stdout.
     """
     rows = registry.status_rows(hash_check=not no_hash)
     defaults = registry.embedded_defaults()
@@ -43,16 +43,16 @@ def command(
         if row["state"] == "bad":
             state += f"\n{row['check']}"
         table.add_row(row["key"], row["file"], state, row["enables"], row["default"] or "-")
-    console.print(table)
-    console.print("Search order: " + ", ".join(str(d) for d in registry.weights_dirs()))
+    stdout.print(table)
+    stdout.print("Search order: " + ", ".join(str(d) for d in registry.weights_dirs()))
     missing = [r for r in rows if r["state"] == "missing"]
     if missing:
-        console.print("Missing files come from: ")
+        stdout.print("Missing files come from: ")
         for row in missing:
-            console.print(f"  {row['file']}: {row['source']} [{row['licence']}]")
+            stdout.print(f"  {row['file']}: {row['source']} [{row['licence']}]", markup=False)
     dtable = Table(title="Embedded defaults (used when official weights are missing)", title_justify="left")
     for col in ("stage", "default", "available", "location"):
         dtable.add_column(col, overflow="fold")
     for d in defaults:
         dtable.add_row(d.stage, d.what, "yes" if d.available else "[red]no[/]", d.location)
-    console.print(dtable)
+    stdout.print(dtable)

@@ -3,9 +3,10 @@
 The hold-out's "recover from the rest" re-runs the pipeline's stages blind to the hidden part: the fit's
 statistical texture is re-estimated with the hidden pixels removed from the face mask (the default
 model's T_pca copies visible photo colours; a PCA fit's photometric term sees them), and the texture
-stages get the hidden vertices' photo scores set to zero: T_coarse through :func:`~mvinvert_cli.texture.coarse.coarse_texture` with the
-Recoverer's Poisson solver, and, when the Recoverer has an inverter, the refine stage (render views of
-that T_coarse → invert → resample → stitch) through the Recoverer's own stage methods. Without an
+stages get the hidden vertices' photo scores set to zero: T_coarse through
+:func:`~mvinvert_cli.texture.coarse.complete_coarse` with the Recoverer's Poisson solver, and, when the
+Recoverer has an inverter, the refine stage (render views of that T_coarse → invert → resample →
+stitch) through :func:`~mvinvert_cli.refine.refine`, as the pipeline runs it. Without an
 inverter (the embedded defaults) "full" is T_coarse, and the row says so (``full_is``).
 """
 
@@ -20,6 +21,7 @@ import torch
 
 from ..align.observation import transform_points
 from ..io.images import load_image
+from ..refine import RefineInputs, refine
 from ..render.camera import Camera
 from .holdout import HoldoutSplit, hidden_pixels
 from .photo import EvalInputs
@@ -75,8 +77,12 @@ def inputs_from_recovery(recovery: Any, recoverer: Any, name: str) -> EvalInputs
 
 
 def _refine(recoverer: Any, recovery: Any, t_coarse: torch.Tensor, photo_scores: torch.Tensor) -> torch.Tensor:
-    """T_refine from a hold-out T_coarse: the refine stage of ``Recoverer.recover`` on other inputs."""
-    return recoverer.refine(recovery.fit, recovery.samples.t_uv, photo_scores, t_coarse, list(recovery.views)).colors
+    """T_refine from a hold-out T_coarse: the refine stage of ``Recoverer.recover``
+    (:func:`~mvinvert_cli.refine.refine` with the Recoverer's models and settings) on other inputs."""
+    fit = recovery.fit
+    inputs = RefineInputs.one(fit.vertices, fit.translation, recovery.samples.t_uv, photo_scores, t_coarse)
+    return refine(recoverer.model, recoverer.solver, recoverer.inverter.invert, inputs,
+                  recoverer.refine_settings).colors[0]
 
 
 def recoverer_inputs(recoverer: Any) -> Any:

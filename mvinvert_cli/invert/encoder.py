@@ -30,7 +30,8 @@ from torch import Tensor, nn
 
 from ..errors import WeightsError
 from ..weights import load_checkpoint, load_state_dict_strict
-from .stylegan2 import EqualLinear, Generator, build_generator
+from .generator_files import build_generator
+from .stylegan2 import EqualLinear, Generator
 
 IR_SE_50_UNITS: tuple[int, ...] = (3, 4, 14, 3)
 IR_SE_50_WIDTHS: tuple[int, ...] = (64, 128, 256, 512)

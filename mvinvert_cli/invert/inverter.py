@@ -17,9 +17,10 @@ from torch import Tensor, nn
 from ..weights import locate
 from .encoder import load_restyle
 from .ffhq_align import align_views, unalign
+from .generator_files import load_rosinality
 from .optimize import OptimizeSettings, optimize_latents
 from .restyle import DEFAULT_ITERATIONS, average_image, residual_inversion
-from .stylegan2 import Generator, load_rosinality
+from .stylegan2 import Generator
 
 ENCODER_SIZE = 256
 """FFHQ crop side fed to the official ReStyle encoders."""
@@ -144,26 +145,60 @@ class Inverter:
                 f"{tuple(landmarks.shape)}")
         images = images.to(self.device, torch.float32)
         landmarks = landmarks.to(self.device, torch.float32)
-        aligned = align_views(images, landmarks, self.size)
-        notes = list(self.notes)
         if self.encoder is not None:
             with torch.no_grad():
-                trace = residual_inversion(self.encoder, self.generator, self.latent_avg, aligned,
-                                           self.iterations, self.size, self.stop_at, self.average())
-            final, latents, per_iteration = trace.final, trace.latents[-1], trace.images
+                result = encoder_inversion(self.encoder, self.generator, self.latent_avg, images, landmarks,
+                                           self.size, self.iterations, self.stop_at, self.average(), self.backend)
         else:
-            result = optimize_latents(self.generator, aligned, self.latent_avg, settings=self.optimize,
-                                      stop_at=self.stop_at)
-            final, latents, per_iteration = result.images, result.latents, result.snapshots
+            aligned = align_views(images, landmarks, self.size)
+            optimised = optimize_latents(self.generator, aligned, self.latent_avg, settings=self.optimize,
+                                         stop_at=self.stop_at)
+            with torch.no_grad():
+                composed, coverage = compose_back(optimised.images, images, landmarks)
+            result = InversionResult(composed, optimised.latents, optimised.snapshots, self.backend, coverage, aligned)
+        result.notes = list(self.notes)
         if self.stop_at is not None and self.stop_at < self.generator.size:
-            notes.append(f"generator stopped at {self.stop_at}² (of {self.generator.size}²)")
-        with torch.no_grad():
-            warped, coverage = unalign(final, landmarks, tuple(images.shape[-2:]))
-        composed = coverage * warped + (1 - coverage) * images
-        return InversionResult(composed, latents, per_iteration, self.backend, coverage, aligned, notes)
+            result.notes.append(f"generator stopped at {self.stop_at}² (of {self.generator.size}²)")
+        return result
 
     def describe(self) -> dict:
         """JSON-ready summary: backend, sizes, iterations/steps, notes."""
         return {"backend": self.backend, "generator_size": self.generator.size, "input_size": self.size,
                 "stop_at": self.stop_at, "iterations": self.iterations if self.encoder is not None else None,
                 "optimize_steps": self.optimize.steps if self.encoder is None else None, "notes": self.notes}
+
+
+def compose_back(final: Tensor, images: Tensor, landmarks: Tensor) -> tuple[Tensor, Tensor]:
+    """G's aligned output (B,3,R,R) in [0,1] warped back into the render frame of ``images``
+    (B,3,H,W) and composed over them where the FFHQ crop covers the render; returns
+    (composed (B,3,H,W), coverage (B,1,H,W))."""
+    warped, coverage = unalign(final, landmarks, tuple(images.shape[-2:]))
+    return coverage * warped + (1 - coverage) * images, coverage
+
+
+def encoder_inversion(encoder: nn.Module, generator: Generator, latent_avg: Tensor, images: Tensor,
+                      landmarks: Tensor, size: int, iterations: int, stop_at: int | None = None,
+                      average: Tensor | None = None, backend: str = "restyle",
+                      last_pass_grad: bool = True) -> InversionResult:
+    """Rendered views → FFHQ-aligned crops → residual encoder (Eq. 2–3) → warped back (§3.2).
+
+    The one encoder inversion of the project: :meth:`Inverter.invert` runs it without gradients,
+    the training path (:class:`~mvinvert_cli.train.path.InversionPath`) with them, on the last pass.
+
+    Args:
+        encoder, generator, latent_avg: E, G (frozen) and w̄ (L,D).
+        images: (B,3,H,W) renders in [0,1]; landmarks: (B,68,2) their projected landmarks, px.
+        size: S, the encoder's input side; iterations: T residual passes.
+        stop_at: stop G at this resolution; average: precomputed ŷ_0 at S (else computed).
+        backend: name reported in the result.
+        last_pass_grad: see :func:`~mvinvert_cli.invert.restyle.residual_passes`.
+
+    Returns:
+        :class:`InversionResult` (no notes); differentiable w.r.t. the encoder when the caller
+        enables gradients.
+    """
+    aligned = align_views(images, landmarks, size)
+    trace = residual_inversion(encoder, generator, latent_avg, aligned, iterations, size, stop_at, average,
+                               last_pass_grad)
+    composed, coverage = compose_back(trace.final, images, landmarks)
+    return InversionResult(composed, trace.latents[-1], trace.images, backend, coverage, aligned)

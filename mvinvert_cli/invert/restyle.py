@@ -8,10 +8,15 @@ E sees 6 channels at its input size S (256 for the official encoders): the targe
 reconstruction, both in [−1,1]; G's output is average-pooled to S before it is fed back
 (``AdaptiveAvgPool2d`` in ReStyle). With ``stop_at`` the generator stops at that resolution instead
 of synthesising the full image and pooling it (cheaper; see ``bench/bench_invert.py``).
+
+:func:`residual_passes` is the one loop: inference (:class:`~mvinvert_cli.invert.inverter.Inverter`),
+the differentiable training path (gradient on the last pass only) and the encoder's self-training
+(a loss and an optimiser step after every pass) all run it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -63,10 +68,63 @@ def average_image(generator: Generator, latent_avg: Tensor, size: int, stop_at: 
     return pool_to(generator(w[None], stop_at=stop_at), size)
 
 
+@dataclass
+class ResidualPass:
+    """One pass t of :func:`residual_passes` (B views).
+
+    Attributes:
+        index: t, from 0.
+        latent: (B,L,D) w_t.
+        output: (B,3,R,R) G(w_t) in [−1,1] at R = ``stop_at`` or the generator's size.
+        current: (B,3,S,S) ŷ_t = pool(G(w_t)) in [−1,1], the next pass's second input.
+    """
+
+    index: int
+    latent: Tensor
+    output: Tensor
+    current: Tensor
+
+
+def residual_passes(encoder: nn.Module, generator: Generator, latent_avg: Tensor, x: Tensor, average: Tensor,
+                    iterations: int, stop_at: int | None = None, last_pass_grad: bool = True) -> Iterator[ResidualPass]:
+    """The residual loop itself (Eq. 2–3), one :class:`ResidualPass` yielded per pass.
+
+    Each pass sees its inputs w_{t−1} and ŷ_{t−1} detached (ReStyle trains every pass on its own
+    input), so an autograd graph never spans two passes. The caller may act between passes (the
+    self-training loop takes an optimiser step on each pass's loss).
+
+    Args:
+        encoder: E, (B,6,S,S) in [−1,1] → Δ (B,L,D).
+        generator: G (frozen).
+        latent_avg: w̄ (L,D) or (D,).
+        x: (B,3,S,S) targets in [−1,1] at the encoder's input side S.
+        average: (1,3,S,S) ŷ_0 = :func:`average_image` in [−1,1].
+        iterations: T ≥ 1 passes.
+        stop_at: stop G at this resolution instead of synthesising its full output.
+        last_pass_grad: the gradient-on-the-last-pass flag: True runs passes 0…T−2 without autograd
+            (all a loss on the final image can reach); False lets every pass build its own graph
+            (per-pass losses). Either way nothing is recorded when the caller disables gradients.
+    """
+    if iterations < 1:
+        raise ValueError(f"iterations must be ≥ 1, got {iterations}")
+    w_bar = latent_avg if latent_avg.ndim == 2 else latent_avg[None].expand(generator.n_latent, -1)
+    w = w_bar[None].expand(x.shape[0], -1, -1)
+    current = average.expand(x.shape[0], -1, -1, -1)
+    size = x.shape[-1]
+    for t in range(iterations):
+        grad = torch.is_grad_enabled() and (t == iterations - 1 or not last_pass_grad)
+        with torch.set_grad_enabled(grad):  # left before the yield: the caller runs in its own grad mode
+            w = w.detach() + encoder(torch.cat([x, current.detach()], dim=1))  # Eq. 2
+            out = generator(w, stop_at=stop_at)  # Eq. 3
+            current = pool_to(out, size)
+        yield ResidualPass(t, w, out, current)
+
+
 def residual_inversion(encoder: nn.Module, generator: Generator, latent_avg: Tensor, targets: Tensor,
                        iterations: int = DEFAULT_ITERATIONS, size: int | None = None,
-                       stop_at: int | None = None, average: Tensor | None = None) -> ResidualTrace:
-    """Invert aligned faces with the residual encoder (Eq. 2–3).
+                       stop_at: int | None = None, average: Tensor | None = None,
+                       last_pass_grad: bool = True) -> ResidualTrace:
+    """Invert aligned faces with the residual encoder (Eq. 2–3): :func:`residual_passes`, recorded.
 
     Args:
         encoder: E, (B,6,S,S) in [−1,1] → Δ (B,L,D).
@@ -77,24 +135,18 @@ def residual_inversion(encoder: nn.Module, generator: Generator, latent_avg: Ten
         size: S, the encoder's input side (default: the targets' side).
         stop_at: stop G at this resolution instead of pooling its full output.
         average: a precomputed :func:`average_image` (1,3,S,S) in [−1,1].
+        last_pass_grad: see :func:`residual_passes`.
 
     Returns:
-        :class:`ResidualTrace`; gradients flow when the caller enables them.
+        :class:`ResidualTrace`; with gradients enabled by the caller, ``final`` carries the last
+        pass's graph.
     """
-    if iterations < 1:
-        raise ValueError(f"iterations must be ≥ 1, got {iterations}")
     size = size or targets.shape[-1]
     x = to_signed(pool_to(targets, size))
-    w_bar = latent_avg if latent_avg.ndim == 2 else latent_avg[None].expand(generator.n_latent, -1)
     if average is None:
-        average = average_image(generator, w_bar, size, stop_at)
-    w = w_bar[None].expand(x.shape[0], -1, -1)
-    current = average.expand(x.shape[0], -1, -1, -1)
-    latents, images = [], []
-    for _ in range(iterations):
-        w = w + encoder(torch.cat([x, current], dim=1))  # Eq. 2
-        out = generator(w, stop_at=stop_at)  # Eq. 3
-        current = pool_to(out, size)
-        latents.append(w)
-        images.append(to_unit(current))
-    return ResidualTrace(torch.stack(latents), torch.stack(images), to_unit(out), to_unit(average))
+        with torch.no_grad():
+            average = average_image(generator, latent_avg, size, stop_at)
+    passes = list(residual_passes(encoder, generator, latent_avg, x, average, iterations, stop_at, last_pass_grad))
+    latents = torch.stack([p.latent for p in passes])
+    images = torch.stack([to_unit(p.current) for p in passes])
+    return ResidualTrace(latents, images, to_unit(passes[-1].output), to_unit(average))

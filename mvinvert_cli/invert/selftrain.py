@@ -1,9 +1,9 @@
 """Train a residual encoder on the generator's own samples (ReStyle's training scheme, synthetic data).
 
 Each step draws B latents w⁺ (one mapped z per row, optionally truncated towards w̄), renders the
-targets G(w⁺), and runs the residual loop of Eq. 2–3 for T passes starting from the average image.
-Every pass gets its own loss and backward (the previous reconstruction and latent are detached,
-as in ReStyle's ``coach_restyle_psp.py``):
+targets G(w⁺), and runs the residual loop of Eq. 2–3 (:func:`~mvinvert_cli.invert.restyle.residual_passes`)
+for T passes starting from the average image. Every pass gets its own loss, backward and optimiser
+step (the loop detaches the previous reconstruction and latent, as in ReStyle's ``coach_restyle_psp.py``):
 
     L_t = ‖G(w_t) − G(w⁺)‖²   (Adam)
 
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .restyle import average_image, pool_to
+from .restyle import average_image, pool_to, residual_passes
 from .stylegan2 import Generator
 
 
@@ -74,12 +74,9 @@ def train_residual_encoder(encoder: nn.Module, generator: Generator, latent_avg:
         w_true = sample_w_plus(generator, settings.batch, latent_avg, settings.truncation, gen)
         with torch.no_grad():
             target = pool_to(generator(w_true), size)
-        w = latent_avg[None].expand_as(w_true)
-        current = average.expand_as(target)
-        for _ in range(settings.iterations):
-            w = w.detach() + encoder(torch.cat([target, current.detach()], dim=1))  # Eq. 2
-            current = pool_to(generator(w), size)  # Eq. 3
-            loss = F.mse_loss(current, target)
+        for step_pass in residual_passes(encoder, generator, latent_avg, target, average, settings.iterations,
+                                         last_pass_grad=False):  # Eq. 2–3, a loss per pass
+            loss = F.mse_loss(step_pass.current, target)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()

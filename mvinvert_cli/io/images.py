@@ -10,6 +10,7 @@ zero-byte files, and very large photos (downscaled to ``max_side`` with a note).
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,23 +93,29 @@ def _to_rgb_array(img: Image.Image, notes: list[str]) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
 
 
+EXIF_ORIENTATION = 0x0112  # the EXIF tag; 1 = upright, 2-8 = mirrored and/or rotated
+
+
 def decode_image(source: Image.Image, path: Path | None = None, max_side: int = DEFAULT_MAX_SIDE) -> Photo:
     """Turn an opened PIL image into a :class:`Photo` (first frame, upright, RGB, size-capped)."""
     notes: list[str] = []
     if getattr(source, "n_frames", 1) > 1:
         source.seek(0)
-        notes.append("animated image: first frame used")
+        pages = source.format in ("TIFF", "MPO", "PDF") or not getattr(source, "is_animated", True)
+        notes.append(f"{source.n_frames}-page {source.format} file: first page used" if pages
+                     else "animated image: first frame used")
     width, height = source.size
     if width * height > MAX_PIXELS:
         raise InputError(f"image is {width}x{height} = {width * height / 1e6:.0f} MP, over the "
                          f"{MAX_PIXELS / 1e6:.0f} MP limit (possible decompression bomb)")
     try:
         source.load()
-        upright = ImageOps.exif_transpose(source) or source
+        orientation = source.getexif().get(EXIF_ORIENTATION, 1)
+        upright = ImageOps.exif_transpose(source) if orientation != 1 else source
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"corrupt or truncated image data ({exc})") from exc
-    if upright is not source:
-        notes.append("EXIF orientation applied")
+    if orientation != 1:
+        notes.append(f"EXIF orientation {orientation} applied")
     rgb = _to_rgb_array(upright, notes)
     h, w = rgb.shape[:2]
     if min(h, w) < MIN_SIDE:
@@ -127,26 +134,29 @@ def load_image(path: str | os.PathLike, max_side: int = DEFAULT_MAX_SIDE) -> Pho
     """Read a photo from disk.
 
     Raises:
-        InputError: missing, not a file, empty, not an image, unsupported, corrupt, truncated,
-            too large (pixel cap) or too small.
+        InputError: missing, unreadable, not a regular file (folder, FIFO, device, socket: named as
+            such, never opened blocking), empty, not an image, unsupported, corrupt, truncated, too
+            large (pixel cap) or too small.
     """
     path = Path(path)
     shown = os.fsencode(path).decode("utf-8", "backslashreplace")
-    if not path.exists():
-        raise InputError(f"{shown}: no such file")
-    if path.is_dir():
-        raise InputError(f"{shown}: is a directory, not an image (use `mvinvert batch` for folders)")
-    try:
-        if path.stat().st_size == 0:
-            raise InputError(f"{shown}: empty file (0 bytes)")
-    except OSError as exc:
-        raise InputError(f"{shown}: cannot read ({exc.strerror or exc})") from exc
+    info = _stat_regular(path, shown)
+    if info.st_size == 0:
+        raise InputError(f"{shown}: empty file (0 bytes)")
     if path.suffix.lower() in (".heic", ".heif", ".avif") and not HEIF_SUPPORTED:
         raise InputError(f"{shown}: unsupported format {path.suffix} (install pillow-heif for HEIC/AVIF)")
-    with warnings.catch_warnings():
+    try:  # non-blocking open: a FIFO swapped in after the check cannot hang us
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except PermissionError as exc:
+        raise InputError(f"{shown}: permission denied (cannot read the file)") from exc
+    except OSError as exc:
+        raise InputError(f"{shown}: cannot read ({exc.strerror or exc})") from exc
+    with os.fdopen(fd, "rb") as handle, warnings.catch_warnings():
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise InputError(f"{shown}: {_kind(os.fstat(handle.fileno()).st_mode)}, not an image file")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(path) as img:
+            with Image.open(handle) as img:
                 return decode_image(img, path, max_side)
         except InputError as exc:
             raise InputError(f"{shown}: {exc}") from exc
@@ -158,6 +168,42 @@ def load_image(path: str | os.PathLike, max_side: int = DEFAULT_MAX_SIDE) -> Pho
             raise InputError(f"{shown}: permission denied") from exc
         except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
             raise InputError(f"{shown}: corrupt or truncated image ({type(exc).__name__})") from exc
+
+
+def _kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    if stat.S_ISDIR(mode):
+        return "is a directory"
+    if stat.S_ISFIFO(mode):
+        return "is a named pipe (FIFO)"
+    if stat.S_ISCHR(mode):
+        return "is a character device"
+    if stat.S_ISBLK(mode):
+        return "is a block device"
+    if stat.S_ISSOCK(mode):
+        return "is a socket"
+    return "is not a regular file"
+
+
+def _stat_regular(path: Path, shown: str) -> os.stat_result:
+    """``stat`` that tells missing, unreachable (permission), folders, FIFOs and devices apart.
+
+    Raises:
+        InputError: anything but an existing regular file (following symlinks).
+    """
+    try:
+        info = path.stat()
+    except FileNotFoundError as exc:
+        raise InputError(f"{shown}: no such file") from exc
+    except PermissionError as exc:
+        raise InputError(f"{shown}: permission denied (a folder on its path cannot be searched)") from exc
+    except OSError as exc:  # symlink loops, name too long, I/O errors
+        raise InputError(f"{shown}: cannot read ({exc.strerror or exc})") from exc
+    if stat.S_ISDIR(info.st_mode):
+        raise InputError(f"{shown}: is a directory, not an image (use `mvinvert batch` for folders)")
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(f"{shown}: {_kind(info.st_mode)}, not an image file")
+    return info
 
 
 def to_uint8(rgb: np.ndarray) -> np.ndarray:

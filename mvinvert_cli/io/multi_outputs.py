@@ -10,6 +10,7 @@ its palette colour next to the source map.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,7 +22,8 @@ import torch
 from ..records_multi import USED, MultiRecovery
 from ..texture.multiview import SOURCE_PALETTE
 from ..weights import file_sha256
-from .outputs import recovery_mesh, renders_and_panels, result_document, write_outputs
+from .atomic import atomic_write_text
+from .outputs import _jsonable, recovery_mesh, renders_and_panels, result_document, write_outputs
 
 SCHEMA = "mvinvert/result-multi-photo-1"
 COLOUR_NAMES = ("red", "blue", "green", "yellow", "purple", "cyan", "pink", "brown")
@@ -60,6 +62,7 @@ def write_multi_recovery(stage_dir: Path, multi: MultiRecovery, provenance: Mapp
     timings["write"] = round(time.perf_counter() - start, 4)
     timings["total"] = round(sum(v for k, v in timings.items() if k != "total"), 4)
     document["timings"] = timings
-    document["outputs"] = write_outputs(stage_dir, recovery_mesh(recovery), recovery.textures.coarse_texture,
-                                        renders, panels, document)
+    outputs = write_outputs(stage_dir, recovery_mesh(recovery), recovery.textures.coarse_texture, renders, panels)
+    document["outputs"] = {**outputs, "result": "result.json"}
+    atomic_write_text(stage_dir / "result.json", json.dumps(document, indent=2, default=_jsonable) + "\n")
     return document

@@ -1,7 +1,8 @@
 """Write a recovery to its output folder: meshes, textures, renders, preview contact sheet, result.json.
 
 :func:`write_recovery` assembles everything from a :class:`~mvinvert_cli.records.Recovery` (renders,
-contact-sheet panels, the result.json document) and :func:`write_outputs` writes the files. Called
+contact-sheet panels, the result.json document), :func:`write_outputs` writes the files (PNGs encoded
+in parallel, the texture encoded once for texture.png and mesh.glb) and result.json comes last. Called
 inside :func:`~mvinvert_cli.io.atomic.atomic_dir`, so the folder appears complete or not at all.
 Layout (DESIGN.md §1): ``mesh.obj`` + ``mesh.mtl`` + ``texture.png``, ``mesh.ply``, ``mesh.glb``,
 ``coarse_texture.png``, ``renders/<name>.png``, ``preview.png``, ``result.json``.
@@ -25,9 +26,10 @@ from ..records import Recovery
 from ..render.renderer import Renderer
 from ..viewer import render_views
 from ..weights import file_sha256
-from .atomic import atomic_write_text
-from .images import save_image, to_uint8
+from .atomic import atomic_write_bytes, atomic_write_text
+from .images import to_uint8
 from .meshes import TexturedMesh, write_glb, write_obj, write_ply
+from .png import encode_pngs
 
 PANEL = 256
 PREVIEW_YAWS = (-45.0, 0.0, 45.0)
@@ -67,30 +69,31 @@ def write_outputs(
     coarse_texture: np.ndarray,
     renders: Mapping[str, np.ndarray],
     panels: Sequence[tuple[str, np.ndarray]],
-    result: dict[str, Any],
 ) -> dict[str, str]:
-    """Write every output file into ``out_dir``; return {role: relative path} (also stored in result.json)."""
+    """Write every output file but result.json into ``out_dir``; return {role: relative path}.
+
+    All PNGs (textures, renders, preview) are encoded at once on a few threads (``io.png``); the
+    texture's bytes go to texture.png and into mesh.glb, and a coarse texture that is the final one
+    (no refinement) is encoded once.
+    """
     out_dir = Path(out_dir)
-    outputs: dict[str, str] = {}
-    write_obj(out_dir / "mesh.obj", mesh)
-    outputs.update(mesh_obj="mesh.obj", mesh_mtl="mesh.mtl", texture="texture.png")
+    images = {"texture.png": mesh.texture, "coarse_texture.png": coarse_texture, "preview.png": contact_sheet(panels)}
+    images.update({f"renders/{name}.png": image for name, image in renders.items()})
+    encoded = encode_pngs(images)
+    texture_png = encoded.pop("texture.png")
+    write_obj(out_dir / "mesh.obj", mesh, texture_png=texture_png)
+    outputs = {"mesh_obj": "mesh.obj", "mesh_mtl": "mesh.mtl", "texture": "texture.png"}
     write_ply(out_dir / "mesh.ply", mesh)
     outputs["mesh_ply"] = "mesh.ply"
-    write_glb(out_dir / "mesh.glb", mesh)
+    write_glb(out_dir / "mesh.glb", mesh, texture_png=texture_png)
     outputs["mesh_glb"] = "mesh.glb"
-    save_image(out_dir / "coarse_texture.png", coarse_texture)
-    outputs["coarse_texture"] = "coarse_texture.png"
     (out_dir / "renders").mkdir(exist_ok=True)
-    for name, image in renders.items():
-        rel = f"renders/{name}.png"
-        save_image(out_dir / rel, image)
-        outputs[f"render_{name}"] = rel
-    save_image(out_dir / "preview.png", contact_sheet(panels))
+    for rel, data in encoded.items():
+        atomic_write_bytes(out_dir / rel, data)
+    outputs["coarse_texture"] = "coarse_texture.png"
+    outputs.update({f"render_{name}": f"renders/{name}.png" for name in renders})
     outputs["preview"] = "preview.png"
-    result = {**result, "outputs": {**outputs, "result": "result.json"}}
-    atomic_write_text(out_dir / "result.json", json.dumps(result, indent=2, default=_jsonable) + "\n")
-    result_outputs = result["outputs"]
-    return result_outputs
+    return outputs
 
 
 def _jsonable(value: Any) -> Any:
@@ -208,15 +211,18 @@ def result_document(recovery: Recovery, provenance: Mapping[str, Any], source: P
 
 def write_recovery(stage_dir: Path, recovery: Recovery, provenance: Mapping[str, Any], source: Path,
                    faces_found: int, timings: dict[str, float]) -> dict[str, Any]:
-    """Write one recovery into ``stage_dir`` (already a staging folder); return result.json's body."""
+    """Write one recovery into ``stage_dir`` (already a staging folder); return result.json's body.
+
+    ``timings["write"]`` covers the renders, the preview and every file but result.json itself.
+    """
     start = time.perf_counter()
     renders, panels = renders_and_panels(recovery, torch.device(provenance["device"]))
     document = result_document(recovery, provenance, source, faces_found)
+    outputs = write_outputs(stage_dir, recovery_mesh(recovery), recovery.textures.coarse_texture, renders, panels)
     timings = {**timings, **{r.name: round(r.seconds, 4) for r in recovery.stages}}
     timings["write"] = round(time.perf_counter() - start, 4)
     timings["total"] = round(sum(v for k, v in timings.items() if k != "total"), 4)
     document["timings"] = timings
-    outputs = write_outputs(stage_dir, recovery_mesh(recovery), recovery.textures.coarse_texture, renders, panels,
-                            document)
-    document["outputs"] = outputs
+    document["outputs"] = {**outputs, "result": "result.json"}
+    atomic_write_text(stage_dir / "result.json", json.dumps(document, indent=2, default=_jsonable) + "\n")
     return document

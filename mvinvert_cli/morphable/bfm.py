@@ -23,8 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.io
 
 from ..errors import OutputError, WeightsError
+from ..io.atomic import atomic_open
+from ..weights import ASSET_BY_KEY, locate, require
 from .model import MorphableModel, model_from_arrays
 
 N_ID, N_EXP, N_TEX = 80, 64, 80  # components kept (Deep3DFaceRecon)
@@ -44,8 +47,6 @@ def loadmat(path: str | os.PathLike, keys: tuple[str, ...]) -> dict[str, np.ndar
     Raises:
         WeightsError: unreadable file or a missing key.
     """
-    import scipy.io
-
     try:
         data = scipy.io.loadmat(str(path), variable_names=list(keys))
     except Exception as exc:  # scipy raises ValueError/TypeError/OSError/MatReadError on bad files
@@ -252,8 +253,6 @@ def _read_cache(path: Path, signature: str) -> dict[str, np.ndarray] | None:
 
 
 def _write_cache(path: Path, signature: str, arrays: dict[str, np.ndarray]) -> str:
-    from ..io.atomic import atomic_open
-
     try:
         with atomic_open(path, "wb") as handle:
             np.savez(handle, signature=np.asarray(signature), **arrays)
@@ -307,8 +306,6 @@ def load_front_mat(path: Path, front_idx: Path | None = None, exp_idx: Path | No
     arrays = _read_cache(cache, signature) if use_cache else None
     notes = [f"ready front model {path.name}"]
     if arrays is None:
-        import scipy.io
-
         try:
             has_tcoords = any(name == "tcoords" for name, *_ in scipy.io.whosmat(str(path)))
         except Exception as exc:
@@ -334,8 +331,6 @@ def load_front_mat(path: Path, front_idx: Path | None = None, exp_idx: Path | No
 
 def bfm_available() -> bool:
     """True when :func:`load_bfm` can find a complete set of files."""
-    from ..weights import ASSET_BY_KEY, locate
-
     if locate("bfm_front") is not None:
         return True
     return locate("bfm09") is not None and all(locate(k) is not None for k in ASSET_BY_KEY["bfm09"].needs)
@@ -347,8 +342,6 @@ def load_bfm(device: Any = None, use_cache: bool = True) -> MorphableModel:
     Raises:
         WeightsError: neither source is complete (names the missing files), or a file is bad.
     """
-    from ..weights import ASSET_BY_KEY, locate, require
-
     front = locate("bfm_front")
     if front is not None:
         return load_front_mat(front, locate("bfm_front_idx"), locate("bfm_exp_idx"), locate("bfm_uv"),

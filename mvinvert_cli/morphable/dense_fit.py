@@ -11,8 +11,10 @@ shape is posed by PnP on the 68 landmarks (a recorded degradation).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 
@@ -21,13 +23,16 @@ from ..config import Settings
 from ..render import lighting
 from ..render.camera import Camera, rotation_matrix, rotation_to_angles, transform
 from .default import canonical_points
-from .model import MorphableModel
+from .model import MorphableModel, mirror_vertex_ids
 from .pose import landmark_weights, pnp_pose, umeyama
 from .result import FitParameters, FitResult, assemble_result
+from .symmetry_prior import facing_visibility, mirror_fill, weighted_umeyama
 from .target import fit_target, visible_colors
 
 MIN_SKIN_VERTICES = 50  # visible skin vertices needed to fit the light and the skin tone
 UNPROJECT_ITERATIONS = 4
+POSE_ITERATIONS = 2  # visibility ↔ weighted-Procrustes rounds of the symmetric prior
+MIN_POSE_WEIGHT = 0.02  # hidden points keep a trace of weight (the Procrustes stays well posed)
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,8 @@ def dense_fit_settings(settings: Settings) -> DenseFitSettings:
 def unproject_dense(dense: np.ndarray, crop_matrix: np.ndarray, camera: Camera, device: torch.device,
                     iterations: int = UNPROJECT_ITERATIONS) -> torch.Tensor:
     """(478, 3) photo px (z relative, px scale) → (468, 3) float64 world points in the crop camera.
+
+    (The module docstring of :mod:`.symmetry_prior` says how the hidden half is then replaced.)
 
     The crop is a similarity (scale k), so crop xy = A·[x, y, 1] and depth offsets scale by k.
     A point at crop (x, y) with relative depth z_px lies at depth Z = Z0·(1 + z_px/f); Z0 is
@@ -122,6 +129,50 @@ def estimate_albedo(model: MorphableModel, camera: Camera, observation: Observat
     return gamma, t_pca, notes
 
 
+def outline_test(screen_xy: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """(N, 2) observed screen points → a test (M, 2) → (M,) bool: inside (or on) their convex hull."""
+    hull = cv2.convexHull(screen_xy.detach().cpu().numpy().astype(np.float32))
+
+    def test(query: torch.Tensor) -> torch.Tensor:
+        q = query.detach().cpu().numpy().astype(np.float64)
+        inside = [cv2.pointPolygonTest(hull, (float(x), float(y)), False) >= 0 for x, y in q]
+        return torch.tensor(inside, device=query.device)
+
+    return test
+
+
+def symmetric_shape(model: MorphableModel, canonical: torch.Tensor, points: torch.Tensor, camera: Camera
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+    """Pose and model-space shape of the 468 world points under the symmetric prior
+    (:mod:`.symmetry_prior`): Procrustes to the canonical mesh, then ``POSE_ITERATIONS`` rounds of
+    per-point visibility (facing the camera) and visibility-weighted Procrustes; finally each point
+    less visible than its mirror partner is pulled toward the partner's mirror image, unless that
+    image would project outside the observed points' outline (their convex hull in the crop).
+
+    Returns:
+        shape (468, 3) model space, R (3, 3), t (3,) with world = R·shape + t, notes.
+    """
+    mirror = torch.as_tensor(mirror_vertex_ids(canonical.cpu().numpy()), device=points.device)
+    scale, rot, trans = umeyama(canonical, points)
+    visibility = torch.ones(len(points), dtype=points.dtype, device=points.device)
+    for _ in range(POSE_ITERATIONS):
+        shape = (points - trans) @ rot / scale
+        verts = model.from_points(shape[None].float())
+        normals = model.normals(verts)[0, :len(points)].double() @ rot.T
+        visibility = facing_visibility(normals, camera.view_direction(points))
+        scale, rot, trans = weighted_umeyama(canonical, points, visibility.clamp(min=MIN_POSE_WEIGHT))
+    outline = outline_test(camera.project(points)[:, :2])
+
+    def inside(candidates: torch.Tensor) -> torch.Tensor:
+        return outline(camera.project(scale * candidates @ rot.T + trans)[:, :2])
+
+    shape, alpha = mirror_fill((points - trans) @ rot / scale, visibility, mirror, inside)
+    # the pose's scale is folded into the shape: world = R·shape + t
+    notes = [f"symmetric prior: {int((alpha > 0.5).sum())} of {len(points)} landmarks from the mirrored "
+             f"visible half, {int((visibility < 0.5).sum())} weakly visible"]
+    return shape * scale, rot, trans, notes
+
+
 def fit_dense(model: MorphableModel, observation: Observation, landmarks: torch.Tensor,
               settings: DenseFitSettings) -> FitResult:
     """Fit the default model to ``observation`` (see the module docstring).
@@ -138,8 +189,9 @@ def fit_dense(model: MorphableModel, observation: Observation, landmarks: torch.
     dense = observation.dense
     if dense is not None:
         points = unproject_dense(np.asarray(dense, dtype=np.float64), observation.crop_matrix, camera, device)
-        scale, rot, trans = umeyama(canonical.double(), points)
-        shape468 = ((points - trans) @ rot / scale).to(canonical.dtype)  # back to model space
+        shape468, rot, trans, prior_notes = symmetric_shape(model, canonical.double(), points, camera)
+        notes += prior_notes
+        shape468 = shape468.to(canonical.dtype)
         angles, translation = rotation_to_angles(rot).float(), trans.float()
         init = "dense-procrustes"
     else:

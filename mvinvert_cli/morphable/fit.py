@@ -9,18 +9,22 @@ the crop.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from ..align.observation import Observation
 from ..config import Settings
 from ..render import lighting
+from ..render.camera import Camera
 from ..render.renderer import Renderer
 from .dense_fit import dense_fit_settings, fit_dense
 from .model import MorphableModel
 from .pca_fit import RASTER_EVERY, check_regressor, fit_pca, pca_fit_settings
 from .regressor import Regressor
 from .result import FitResult
-from .target import target_landmarks
+from .silhouette import silhouette_iou, silhouette_note
+from .target import fit_target, target_landmarks
 
 __all__ = ["FitResult", "Fitter", "render_overlay"]
 
@@ -56,8 +60,20 @@ class Fitter:
         """
         landmarks = target_landmarks(observation, self.render_size, self.device)
         if self.model.embed_ids is not None:
-            return fit_dense(self.model, observation, landmarks, self.dense_settings)
-        return fit_pca(self.model, observation, landmarks, self.pca_settings, self.regressor)
+            result = fit_dense(self.model, observation, landmarks, self.dense_settings)
+        else:
+            result = fit_pca(self.model, observation, landmarks, self.pca_settings, self.regressor)
+        return self._check_silhouette(observation, result)
+
+    def _check_silhouette(self, observation: Observation, result: FitResult) -> FitResult:
+        """Add the silhouette IoU (``silhouette.py``); a note (= a degraded fit) below the threshold."""
+        if observation.crop_face_mask is None:
+            return result
+        camera = Camera().resized(self.render_size)
+        mask = fit_target(observation, self.render_size, self.device).face_mask[0]
+        iou = silhouette_iou(camera, self.model.triangles, result.world_vertices, mask)
+        note = silhouette_note(iou)
+        return replace(result, silhouette_iou=iou, notes=result.notes + ((note,) if note else ()))
 
 
 def render_overlay(model: MorphableModel, result: FitResult, crop: torch.Tensor, textured: bool,

@@ -54,8 +54,8 @@ def resolve_choice(choice: ModelChoice | str) -> tuple[ModelChoice, tuple[str, .
         return choice, ()
     if bfm_available():
         return ModelChoice.bfm, ()
-    return ModelChoice.default, ("BFM files not found in weights/: using the embedded default face model "
-                                 "(MediaPipe canonical mesh; no PCA shape/albedo)",)
+    return ModelChoice.default, ("BFM 2009 not found in weights/; embedded MediaPipe canonical mesh "
+                                 "(no PCA shape/albedo)",)
 
 
 def load_face_model(choice: ModelChoice | str = ModelChoice.auto, device: torch.device | str | None = None,

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.spatial import cKDTree
 
 NUM_LANDMARKS = 68
 
@@ -263,8 +264,6 @@ def build_point_buf(triangles: np.ndarray, num_vertices: int) -> np.ndarray:
 
 def mirror_vertex_ids(vertices: np.ndarray) -> np.ndarray:
     """(V, 3) symmetric template → (V,) id of the nearest vertex to each mirror image (−x, y, z)."""
-    from scipy.spatial import cKDTree
-
     pts = np.asarray(vertices, dtype=np.float64)
     mirrored = pts * np.array([-1.0, 1.0, 1.0])
     _, ids = cKDTree(pts).query(mirrored)

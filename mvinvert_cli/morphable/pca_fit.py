@@ -28,12 +28,13 @@ from ..align.observation import Observation
 from ..config import Settings
 from ..render import lighting
 from ..render.camera import Camera, rotation_matrix, transform
-from ..render.rasterize import Fragments, interpolate, pixel_barycentrics, rasterize
+from ..render.renderer import Renderer
 from .model import MorphableModel
 from .pose import fit_landmarks, landmark_weights
 from .regressor import Regressor
 from .result import FitParameters, FitResult, assemble_result
-from .target import FitTarget, fit_target, visible_colors
+from .symmetry_prior import visible_landmark_weights
+from .target import FitTarget, fit_renderer, fit_target, visible_colors
 
 REG_EXP, REG_TEX = 0.8, 1.7e-2  # Deep3DFaceRecon reg_loss relative weights (identity = 1)
 W_GAMMA = 10.0  # Deep3DFaceRecon gamma_loss weight (relative to its photometric 1.92)
@@ -164,17 +165,16 @@ def adam(tensors: list[torch.Tensor], steps: int, loss_fn: Callable[[int], torch
 
 # ---------------------------------------------------------------------- the fit
 
-def render_colors(camera: Camera, triangles: torch.Tensor, world: torch.Tensor, colors: torch.Tensor,
+def render_colors(renderer: Renderer, triangles: torch.Tensor, world: torch.Tensor, colors: torch.Tensor,
                   pix_to_face: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Render per-vertex colours; reuse ``pix_to_face`` when given. Returns image, mask, pix_to_face."""
-    screen = camera.project(world)
-    size = camera.size
-    if pix_to_face is None:
-        fragments = rasterize(screen, triangles, (size, size), perspective_correct=True)
-    else:
-        bary, zbuf = pixel_barycentrics(screen, triangles, pix_to_face, True)
-        fragments = Fragments(pix_to_face, bary, zbuf)
-    return interpolate(fragments, triangles, colors), fragments.mask, fragments.pix_to_face
+    """Render per-vertex colours, reusing ``pix_to_face`` when given.
+
+    Returns:
+        image (B, S, S, 3), coverage mask (B, S, S) bool, and the face map to reuse.
+    """
+    rendering = renderer.render(world, triangles, colors, pix_to_face)
+    fragments = rendering.fragments
+    return rendering.image.permute(0, 2, 3, 1), fragments.mask, fragments.pix_to_face
 
 
 def init_pose(model: MorphableModel, observation: Observation, landmarks: torch.Tensor, weights: torch.Tensor,
@@ -217,6 +217,16 @@ def init_appearance(model: MorphableModel, camera: Camera, params: Params, verts
         params["tex"][0] = solve_albedo_coefficients(observed, shading, mean, base, prior=REG_TEX * 1e-2)
 
 
+def contour_weights(model: MorphableModel, camera: Camera, params: dict[str, torch.Tensor],
+                    base: torch.Tensor) -> torch.Tensor:
+    """The landmark weights with the hidden jaw contour faded out at the current pose
+    (``symmetry_prior.visible_landmark_weights``)."""
+    verts = model.shape(params["id"], params["exp"])
+    world = transform(verts, params["angles"], params["trans"])[0, model.landmark_ids]
+    normals = (model.normals(verts) @ rotation_matrix(params["angles"]).transpose(-1, -2))[0, model.landmark_ids]
+    return visible_landmark_weights(base, normals, camera.view_direction(world))
+
+
 def fit_pca(model: MorphableModel, observation: Observation, landmarks: torch.Tensor, settings: PCAFitSettings,
             regressor: Regressor | None = None) -> FitResult:
     """Fit ``model`` to ``observation`` (rigid, then non-rigid Adam; see the module docstring).
@@ -227,6 +237,7 @@ def fit_pca(model: MorphableModel, observation: Observation, landmarks: torch.Te
     """
     s = settings
     camera = Camera().resized(s.render_size)
+    renderer = fit_renderer(camera)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     weights = landmark_weights(model.device)
@@ -251,7 +262,7 @@ def fit_pca(model: MorphableModel, observation: Observation, landmarks: torch.Te
         nonlocal pix_to_face
         normals = model.normals(verts) @ rotation_matrix(params["angles"]).transpose(-1, -2)
         colors = lighting.shade(model.albedo(params["tex"]), normals, params["gamma"])
-        image, mask, pix_to_face = render_colors(camera, model.triangles, world, colors,
+        image, mask, pix_to_face = render_colors(renderer, model.triangles, world, colors,
                                                  None if refresh else pix_to_face)
         return photo_loss(image, target.crop, mask & target.face_mask)
 
@@ -263,6 +274,7 @@ def fit_pca(model: MorphableModel, observation: Observation, landmarks: torch.Te
     # Rigid stage: pose only, landmark loss (only the 68 landmark vertices are needed).
     t0 = time.perf_counter()
     with torch.no_grad():
+        weights = contour_weights(model, camera, params, weights)
         lm_shape = model.shape(params["id"], params["exp"])[:, model.landmark_ids]
     adam([params["angles"], params["trans"]], s.rigid_steps,
          lambda step: s.w_landmark * landmark_loss(

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import WeightsError
+from ..weights import load_checkpoint, load_state_dict_strict, require
 
 HEADS: tuple[tuple[str, int], ...] = (("id", 80), ("exp", 64), ("tex", 80), ("angles", 3), ("gamma", 27),
                                       ("trans_xy", 2), ("trans_z", 1))
@@ -128,8 +129,6 @@ def load_regressor(path: str | Path | None = None, device: Any = None, trust_pic
     Raises:
         WeightsError: missing, unsafe, corrupt, or not a Deep3DFaceRecon network.
     """
-    from ..weights import load_checkpoint, load_state_dict_strict, require
-
     path = Path(path) if path is not None else require("deep3d")
     checkpoint = load_checkpoint(path, trust_pickle=trust_pickle)
     if not isinstance(checkpoint, dict):

@@ -61,6 +61,8 @@ class FitResult:
             "dense-procrustes" and "pnp-68" for the default model).
         timings: seconds per stage.
         notes: degraded paths and remarks for result.json.
+        silhouette_iou: IoU of the rendered mesh and the parser's face mask in the crop
+            (``silhouette.py``), or None when the observation has no face mask.
     """
 
     model_name: str
@@ -81,6 +83,7 @@ class FitResult:
     init: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    silhouette_iou: float | None = None
 
     @property
     def rotation(self) -> torch.Tensor:
@@ -116,6 +119,7 @@ class FitResult:
             "id": rounded(self.id_coeff), "exp": rounded(self.exp_coeff), "tex": rounded(self.tex_coeff),
             "gamma": rounded(self.gamma), "losses": {k: round(v, 6) for k, v in self.losses.items()},
             "timings": {k: round(v, 4) for k, v in self.timings.items()}, "notes": list(self.notes),
+            "silhouette_iou": None if self.silhouette_iou is None else round(self.silhouette_iou, 4),
         }
 
 

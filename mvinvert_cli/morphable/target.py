@@ -15,8 +15,9 @@ import torch.nn.functional as F
 
 from ..align.observation import CROP_SIZE, Observation
 from ..errors import NoFaceError
-from ..render.camera import Camera
-from ..render.rasterize import rasterize
+from ..render.camera import Camera, facing
+from ..render.rasterize import RasterBackend
+from ..render.renderer import Renderer
 from ..texture.sample import sample_image, zbuffer_visibility
 
 MIN_FACING = 0.2  # n·d below which a vertex is too oblique to trust its colour
@@ -35,6 +36,11 @@ class FitTarget:
     crop: torch.Tensor
     face_mask: torch.Tensor
     notes: tuple[str, ...] = ()
+
+
+def fit_renderer(camera: Camera) -> Renderer:
+    """The fits' renderer: perspective-correct, our rasteriser on every device (as fitted so far)."""
+    return Renderer(camera=camera, backend=RasterBackend.TORCH)
 
 
 def target_landmarks(observation: Observation, size: int, device: torch.device) -> torch.Tensor:
@@ -73,11 +79,9 @@ def visible_colors(camera: Camera, triangles: torch.Tensor, world: torch.Tensor,
     Args:
         camera: the render-size camera; world, normals: (1, V, 3) world-space vertices and normals.
     """
-    size = camera.size
-    screen = camera.project(world)
-    fragments = rasterize(screen, triangles, (size, size), perspective_correct=True)
+    fragments, screen, _ = fit_renderer(camera).rasterize(world, triangles)
     visible = zbuffer_visibility(screen, fragments.zbuf[..., 0])[0]
-    facing = (normals * camera.view_direction(world)).sum(-1)[0] > MIN_FACING
-    xy = screen[0, :, :2].floor().long().clamp(0, size - 1)
+    toward = facing(normals, world, camera.distance)[0] > MIN_FACING
+    xy = screen[0, :, :2].floor().long().clamp(0, camera.size - 1)
     inside = target.face_mask[0, xy[:, 1], xy[:, 0]]
-    return sample_image(target.crop.permute(0, 3, 1, 2), screen[..., :2])[0], visible & facing & inside
+    return sample_image(target.crop.permute(0, 3, 1, 2), screen[..., :2])[0], visible & toward & inside

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..align.crop import opencv_affine
+from ..align.crop import opencv_affine, warp_crop
 
 NUM_CLASSES = 19
 INPUT_SIZE = 512
@@ -202,8 +202,10 @@ def parse_labels(net: BiSeNet, rgb: np.ndarray, box: np.ndarray, size: int = INP
     """Per-pixel class labels (H, W) int64 of a photo, parsed in a square around ``box``.
 
     The square (side :data:`CONTEXT` × the box's longer side, centred on it; CelebAMask-HQ framing)
-    is resampled to ``size``² bilinearly, ImageNet-normalised, parsed, and the argmax labels are
-    mapped back (nearest); pixels outside the square are background (0).
+    is resampled to ``size``² (bilinear after an area prefilter when it shrinks the photo more than
+    2×, as :func:`~mvinvert_cli.align.crop.warp_crop`; the reference code's PIL bilinear resize also
+    averages over the footprint), ImageNet-normalised, parsed, and the argmax labels are mapped back
+    (nearest); pixels outside the square are background (0).
     """
     height, width = rgb.shape[:2]
     x1, y1, x2, y2 = (float(v) for v in box)
@@ -211,8 +213,7 @@ def parse_labels(net: BiSeNet, rgb: np.ndarray, box: np.ndarray, size: int = INP
     cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
     k = size / side
     to_square = np.array([[k, 0.0, size / 2 - k * cx], [0.0, k, size / 2 - k * cy]])
-    square = cv2.warpAffine(rgb.astype(np.float32), opencv_affine(to_square), (size, size), flags=cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    square = warp_crop(rgb.astype(np.float32), to_square, size, cubic=False)  # area-prefiltered, like PIL's resize
     device = next(net.parameters()).device
     x = torch.from_numpy(square.transpose(2, 0, 1).copy())[None].to(device)
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)

@@ -30,6 +30,7 @@ import math
 from dataclasses import dataclass, replace
 
 import torch
+import torch.nn.functional as F
 
 FOCAL = 1015.0
 CENTER = 112.0
@@ -97,6 +98,26 @@ def deep3d_pixels_to_screen(points: torch.Tensor, size: int = IMAGE_SIZE) -> tor
         (..., 2) x = u + 0.5, y = size − 1 − v + 0.5.
     """
     return torch.stack([points[..., 0] + 0.5, (size - 0.5) - points[..., 1]], dim=-1)
+
+
+def facing(normals: torch.Tensor, points: torch.Tensor, distance: float = CAMERA_DISTANCE,
+           two_sided: bool = False) -> torch.Tensor:
+    """max(0, n̂ · d̂): how squarely surface points face the camera (MvInvert Eq. 4, first factor).
+
+    d̂ is the unit direction from each point to the camera centre (0, 0, ``distance``).
+
+    Args:
+        normals: (..., 3) world/camera-space normals (normalised here).
+        points: (..., 3) world/camera-space positions.
+        two_sided: |n̂ · d̂| instead (a surface seen from behind counts as facing).
+
+    Returns:
+        (...) in [0, 1]; 0 for non-finite inputs.
+    """
+    eye = points.new_tensor([0.0, 0.0, distance])
+    cosine = (F.normalize(normals, dim=-1) * F.normalize(eye - points, dim=-1)).sum(-1)
+    cosine = torch.nan_to_num(cosine, nan=0.0)
+    return cosine.abs().clamp(max=1.0) if two_sided else cosine.clamp(0.0, 1.0)
 
 
 @dataclass(frozen=True)

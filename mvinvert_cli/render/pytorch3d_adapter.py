@@ -42,7 +42,7 @@ def rasterize_pytorch3d(
     perspective_correct: bool,
 ) -> torch.Tensor:
     """pix_to_face (N, H, W, K) from ``pytorch3d.renderer.mesh.rasterize_meshes`` (per-mesh indices)."""
-    try:
+    try:  # the optional extra, imported only when this backend is chosen
         from pytorch3d.renderer.mesh import rasterize_meshes
         from pytorch3d.structures import Meshes
     except ImportError as error:

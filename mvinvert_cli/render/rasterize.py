@@ -31,6 +31,8 @@ from enum import StrEnum
 
 import torch
 
+from .pytorch3d_adapter import rasterize_pytorch3d
+
 _NO_KEY = torch.iinfo(torch.int64).max  # fill of the packed key buffer: "no face yet"
 DEFAULT_CHUNK = 1 << 21  # (triangle, pixel) candidates evaluated at once (~100 MB peak at 1024²)
 BUCKET_EDGES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)  # box sides evaluated as dense candidate grids
@@ -82,7 +84,7 @@ def select_backend(device: torch.device | str) -> RasterBackend:
     """PYTORCH3D on CUDA when ``pytorch3d`` is importable, else TORCH (callers report the choice)."""
     if torch.device(device).type == "cuda":
         try:
-            import pytorch3d.renderer.mesh  # noqa: F401
+            import pytorch3d.renderer.mesh  # noqa: F401  (an availability probe of the optional extra)
         except ImportError:
             return RasterBackend.TORCH
         return RasterBackend.PYTORCH3D
@@ -124,8 +126,6 @@ def rasterize(
     height, width = int(image_size[0]), int(image_size[1])
     faces = faces.to(device=verts_screen.device, dtype=torch.long)
     if RasterBackend(backend) is RasterBackend.PYTORCH3D:
-        from .pytorch3d_adapter import rasterize_pytorch3d
-
         pix_to_face = rasterize_pytorch3d(
             verts_screen.detach(), faces, (height, width), faces_per_pixel, perspective_correct
         )
@@ -408,57 +408,3 @@ def interpolate(fragments: Fragments, faces: torch.Tensor, attributes: torch.Ten
     values = sum(bary[:, i : i + 1] * table.index_select(0, corner[i]) for i in range(3))  # (P, C)
     return values.view(n_mesh, height, width, channels)
 
-
-def rasterize_reference(
-    verts_screen: torch.Tensor,
-    faces: torch.Tensor,
-    image_size: tuple[int, int],
-    faces_per_pixel: int = 1,
-    *,
-    perspective_correct: bool = False,
-) -> Fragments:
-    """Slow, obviously correct rasteriser: every pixel centre against every face (float64).
-
-    For tests only (memory N·H·W·F). Same coverage rule, tie-break and fills as ``rasterize``.
-    """
-    height, width = image_size
-    n_mesh = verts_screen.shape[0]
-    n_faces = faces.shape[0]
-    device = verts_screen.device
-    v = verts_screen.detach().double()
-    jj, ii = torch.meshgrid(
-        torch.arange(width, device=device), torch.arange(height, device=device), indexing="xy"
-    )
-    centres = torch.stack([jj, ii], dim=-1).reshape(-1, 2).double() + 0.5  # (P, 2), row-major
-    out_face = []
-    for n in range(n_mesh):
-        tri = v[n][faces]  # (F, 3, 3)
-        d = tri[None, :, :, :2] - centres[:, None, None, :]  # (P, F, 3, 2)
-        dx, dy = d[..., 0], d[..., 1]
-        e = torch.stack(
-            [
-                dx[..., 1] * dy[..., 2] - dx[..., 2] * dy[..., 1],
-                dx[..., 2] * dy[..., 0] - dx[..., 0] * dy[..., 2],
-                dx[..., 0] * dy[..., 1] - dx[..., 1] * dy[..., 0],
-            ],
-            dim=-1,
-        )  # (P, F, 3)
-        area = e.sum(dim=-1)
-        w = e / torch.where(area == 0, 1.0, area)[..., None]
-        z = tri[None, :, :, 2]
-        if perspective_correct:
-            depth = 1.0 / (w / z).sum(dim=-1)
-        else:
-            depth = (w * z).sum(dim=-1)
-        covered = (w >= 0).all(dim=-1) & (area != 0) & (z > 0).all(dim=-1)
-        depth = torch.where(covered, depth, torch.inf)
-        order = torch.sort(depth, dim=1, stable=True)  # ties keep the lower face index first
-        face = torch.arange(n_faces, device=device)[order.indices[:, :faces_per_pixel]]
-        face = torch.where(torch.isinf(order.values[:, :faces_per_pixel]), -1, face)
-        if face.shape[1] < faces_per_pixel:
-            pad = face.new_full((face.shape[0], faces_per_pixel - face.shape[1]), -1)
-            face = torch.cat([face, pad], dim=1)
-        out_face.append(face.reshape(height, width, faces_per_pixel))
-    pix_to_face = torch.stack(out_face)
-    bary, zbuf = pixel_barycentrics(verts_screen.double(), faces, pix_to_face, perspective_correct)
-    return Fragments(pix_to_face, bary, zbuf)

@@ -3,8 +3,10 @@
 ``Renderer`` draws a batch of meshes that share one topology into (B, 3, H, W) images with an alpha
 mask and the fragments (for visibility and z-buffer tests). Colours come per vertex (T_pca, SH-shaded
 albedo via ``render.lighting.shade``) or from a UV texture (T_coarse, T_refine). ``view_pose``
-gives the pose of the synthetic views (yaw ±30°, pitch −15°: DESIGN.md §4), and ``uv_fragments`` /
-``bake_uv`` rasterise in UV space to turn per-vertex attributes into S × S texture maps.
+gives the pose of the synthetic views (yaw ±30°, pitch −15°: DESIGN.md §4), and ``uv_fragments``
+rasterises in UV space (``render.bake`` turns per-vertex attributes into S × S texture maps with it).
+An optimiser can pass back the face map of an earlier render (``pix_to_face``) to skip the coverage
+search and only recompute the differentiable barycentrics (the PCA fit refreshes it every 5 steps).
 
 Per-vertex colours are interpolated with perspective-correct barycentrics (as nvdiffrast in
 Deep3DFaceRecon and PyTorch3D in MvInvert); UV space is affine. Colours are not clamped (fitting
@@ -19,8 +21,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from ..render.camera import Camera
-from .rasterize import Fragments, RasterBackend, interpolate, rasterize, select_backend
+from .camera import Camera
+from .rasterize import Fragments, RasterBackend, interpolate, pixel_barycentrics, rasterize, select_backend
 
 
 @dataclass(frozen=True)
@@ -68,11 +70,23 @@ class Renderer:
         """The camera at the render size."""
         return self.camera if self.size is None else self.camera.resized(self.size)
 
-    def rasterize(self, vertices: torch.Tensor, faces: torch.Tensor) -> tuple[Fragments, torch.Tensor, str]:
-        """World-space vertices (B, V, 3) → (fragments, screen vertices (B, V, 3), backend name)."""
+    def rasterize(
+        self, vertices: torch.Tensor, faces: torch.Tensor, pix_to_face: torch.Tensor | None = None
+    ) -> tuple[Fragments, torch.Tensor, str]:
+        """World-space vertices (B, V, 3) → (fragments, screen vertices (B, V, 3), backend name).
+
+        Args:
+            pix_to_face: (B, H, W, K) face map of an earlier call to reuse: no coverage search, only
+                the barycentrics and depths are recomputed from ``vertices`` (differentiable). The
+                coverage stays that of the earlier vertices, so refresh it as they move.
+        """
         cam = self.view_camera
         screen = cam.project(vertices)
         backend = RasterBackend(self.backend) if self.backend is not None else select_backend(vertices.device)
+        if pix_to_face is not None:
+            faces = faces.to(device=screen.device, dtype=torch.long)
+            bary, zbuf = pixel_barycentrics(screen, faces, pix_to_face, self.perspective_correct)
+            return Fragments(pix_to_face, bary, zbuf), screen, backend.value
         fragments = rasterize(
             screen,
             faces,
@@ -83,18 +97,26 @@ class Renderer:
         )
         return fragments, screen, backend.value
 
-    def render(self, vertices: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor) -> Rendering:
+    def render(
+        self,
+        vertices: torch.Tensor,
+        faces: torch.Tensor,
+        colors: torch.Tensor,
+        pix_to_face: torch.Tensor | None = None,
+    ) -> Rendering:
         """Render per-vertex colours.
 
         Args:
             vertices: (B, V, 3) world-space vertices (``camera.transform`` of the model).
             faces: (F, 3) int64.
-            colors: (B, V, 3) per-vertex RGB (e.g. ``lighting.shade(albedo, rotated normals, γ)``).
+            colors: (B, V, C) per-vertex values, usually RGB (e.g. ``lighting.shade(albedo, rotated
+                normals, γ)``).
+            pix_to_face: reuse this face map (see :meth:`rasterize`).
 
         Returns:
-            Rendering; differentiable w.r.t. ``colors`` and ``vertices``.
+            Rendering (image (B, C, H, W)); differentiable w.r.t. ``colors`` and ``vertices``.
         """
-        fragments, screen, backend = self.rasterize(vertices, faces)
+        fragments, screen, backend = self.rasterize(vertices, faces, pix_to_face)
         return self._compose(interpolate(fragments, faces, colors), fragments, screen, backend)
 
     def render_textured(
@@ -161,47 +183,24 @@ def uv_screen(uvs: torch.Tensor, size: int) -> torch.Tensor:
     return torch.stack([uvs[..., 0] * size, (1 - uvs[..., 1]) * size, torch.ones_like(uvs[..., 0])], dim=-1)
 
 
-def uv_fragments(uvs: torch.Tensor, faces: torch.Tensor, size: int) -> Fragments:
+def uv_fragments(uvs: torch.Tensor, faces: torch.Tensor, size: int,
+                 rows: tuple[int, int] | None = None) -> Fragments:
     """Rasterise the mesh in UV space: texel (row i, col j) ↔ (u, v) = ((j + .5)/S, 1 − (i + .5)/S).
 
     Args:
         uvs: (V, 2) per-vertex UVs in [0, 1], v up.
         faces: (F, 3) int64.
         size: S, the texture side.
+        rows: (top, bottom) to rasterise only texel rows top ≤ i < bottom (a band of the texture,
+            for bounded memory; the fragments of those rows of the whole texture, up to coverage
+            of texel centres exactly on an edge); None = all rows.
 
     Returns:
-        Fragments (1, S, S, 1), affine barycentrics. Depends only on the topology: compute once
-        per mesh layout and reuse with ``bake_uv``.
+        Fragments (1, bottom − top, S, 1), affine barycentrics. Depends only on the topology:
+        ``render.bake.uv_layout`` computes them once per mesh layout.
     """
-    return rasterize(uv_screen(uvs, size)[None], faces, (size, size))
-
-
-def bake_uv(
-    uvs: torch.Tensor,
-    faces: torch.Tensor,
-    attributes: torch.Tensor,
-    size: int,
-    fragments: Fragments | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-vertex attributes → S × S texture maps (piecewise-linear inside each UV triangle).
-
-    Args:
-        uvs: (V, 2) per-vertex UVs in [0, 1], v up.
-        faces: (F, 3) int64.
-        attributes: (N, V, C) or (V, C) per-vertex values (colours, visibility weights, positions).
-        size: S.
-        fragments: ``uv_fragments(uvs, faces, size)`` to reuse; None computes them.
-
-    Returns:
-        texture (N, C, S, S), 0 outside the UV layout, and mask (N, 1, S, S) bool (covered texels);
-        differentiable w.r.t. ``attributes``.
-    """
-    if attributes.ndim == 2:
-        attributes = attributes[None]
-    if fragments is None:
-        fragments = uv_fragments(uvs.to(attributes.device), faces, size)
-    n = attributes.shape[0]
-    p2f = fragments.pix_to_face.expand(n, -1, -1, -1)
-    bary = fragments.bary_coords.expand(n, -1, -1, -1, -1)
-    values = interpolate(Fragments(p2f, bary, fragments.zbuf.expand(n, -1, -1, -1)), faces, attributes)
-    return values.permute(0, 3, 1, 2), (p2f[..., 0] >= 0)[:, None]
+    top, bottom = (0, size) if rows is None else rows
+    screen = uv_screen(uvs, size)
+    if top:
+        screen = screen - screen.new_tensor([0.0, float(top), 0.0])  # integer shift: same barycentrics
+    return rasterize(screen[None], faces, (bottom - top, size))

@@ -108,9 +108,8 @@ def triangle_shares(selection: torch.Tensor, sources: int) -> list[float]:
 
 
 def texel_sources(selection: torch.Tensor, layout: UVLayout) -> torch.Tensor:
-    """(S, S) long: the selected source of the triangle under each texel, −1 outside the islands."""
-    pix_to_face = layout.fragments.pix_to_face[0, ..., 0].to(selection.device)
-    return torch.where(pix_to_face >= 0, selection[pix_to_face.clamp_min(0)], torch.full_like(pix_to_face, -1))
+    """(K,) long: the selected source of the triangle under each of the layout's K inside texels."""
+    return selection[layout.texel_faces.to(selection.device).long()]
 
 
 def multi_photo_detail(images: Sequence[torch.Tensor], screens: Sequence[torch.Tensor],
@@ -144,10 +143,11 @@ def source_map(selection: torch.Tensor, layout: UVLayout, texture: torch.Tensor,
                tint: float = 0.55) -> torch.Tensor:
     """(S, S, 3) UV map coloured by source photo (palette order = input order), grey for fills,
     blended with the final ``texture`` (S, S, 3) so the face stays readable; black outside the islands."""
-    sources = texel_sources(selection, layout)
+    sources = texel_sources(selection, layout).to(texture.device)  # (K,)
     palette = torch.tensor([SOURCE_PALETTE[i % len(SOURCE_PALETTE)] for i in range(photos)],
                            dtype=texture.dtype, device=texture.device)
-    colours = torch.where((sources >= 0)[..., None] & (sources < photos)[..., None],
-                          palette[sources.clamp(0, photos - 1)], texture.new_tensor(FILL_COLOUR).expand_as(texture))
-    blended = tint * colours + (1 - tint) * texture
-    return torch.where((sources >= 0)[..., None], blended, torch.zeros_like(blended))
+    fill = texture.new_tensor(FILL_COLOUR).expand(len(sources), 3)
+    colours = torch.where(((sources >= 0) & (sources < photos))[:, None], palette[sources.clamp(0, photos - 1)], fill)
+    inside = layout.mask.to(texture.device)
+    blended = tint * layout.pad(colours) + (1 - tint) * texture
+    return torch.where(inside[..., None], blended, torch.zeros_like(blended))

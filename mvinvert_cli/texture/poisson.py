@@ -30,7 +30,7 @@ obviously correct dense least-squares version the tests compare against.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -175,6 +175,7 @@ class PoissonSolver:
                             diag_pivot_thresh=0.0, options={"SymmetricMode": True})
         _, self.components = connected_components(self.GtG, directed=False)
         self._coarse_basis = _coarse_basis(verts.detach().double().cpu().numpy())
+        self._gtg_coarse = self.GtG @ self._coarse_basis  # per topology; the deflation adds the screening
         self.factor_seconds = time.perf_counter() - start
 
     def __repr__(self) -> str:
@@ -216,10 +217,18 @@ class PoissonSolver:
         """
         start = time.perf_counter()
         weights, colors, floating = self.effective_anchors(anchor_weights, anchor_colors, fallback)
+        return self.solve_anchored(targets, weights, colors, int(floating.sum()), start)
+
+    def solve_anchored(self, targets: np.ndarray, weights: np.ndarray, colors: np.ndarray, floating: int = 0,
+                       start: float | None = None) -> tuple[np.ndarray, SolveInfo]:
+        """:meth:`solve` with anchors that already pin every component (:meth:`effective_anchors`).
+
+        ``floating`` is reported in the info; ``start`` (a ``time.perf_counter()``) dates its seconds.
+        """
+        start = time.perf_counter() if start is None else start
         rhs = self.Gt @ np.asarray(targets, dtype=np.float64) + self.lam**2 * weights[:, None] * colors  # Eq. 6
         solution, iterations, residual, backend = self.solve_system(rhs, weights)
-        info = SolveInfo(iterations, residual, backend, int(floating.sum()), time.perf_counter() - start)
-        return solution, info
+        return solution, SolveInfo(iterations, residual, backend, floating, time.perf_counter() - start)
 
     def solve_system(self, rhs: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, int, float, str]:
         """(GᵀG + λ² diag(weights))⁻¹ rhs by CG preconditioned with the stored factor.
@@ -235,8 +244,8 @@ class PoissonSolver:
         def apply(x: np.ndarray) -> np.ndarray:
             return self.GtG @ x + screen[:, None] * x
 
-        solution, iterations, residual = _deflated_pcg(apply, self._factor.solve, rhs, self._coarse_basis,
-                                                       self.rtol)
+        coarse = (self._coarse_basis, self._gtg_coarse + screen[:, None] * self._coarse_basis)  # = apply(basis)
+        solution, iterations, residual = _deflated_pcg(apply, self._factor.solve, rhs, coarse, self.rtol)
         if residual <= self.rtol:
             return solution, iterations, residual, self.backend
         matrix = (self.GtG + sp.diags(screen)).tocsc()
@@ -278,17 +287,18 @@ def _relative_residual(applied: np.ndarray, rhs: np.ndarray) -> float:
     return float(np.max(np.linalg.norm(applied - rhs, axis=0) / norm, initial=0.0))
 
 
-def _deflated_pcg(apply, precondition, rhs: np.ndarray, basis: np.ndarray,
+def _deflated_pcg(apply, precondition, rhs: np.ndarray, coarse: tuple[np.ndarray, np.ndarray],
                   rtol: float) -> tuple[np.ndarray, int, float]:
     """Deflated preconditioned CG on every column of ``rhs`` at once.
 
-    The coarse space ``basis`` (V, k) (smooth functions: constant and coordinates) is solved exactly
-    by a k×k Galerkin system; CG with the preconditioner handles the rest. The per-image screening
-    mostly moves the smoothest modes, so deflating them saves about one preconditioner solve.
+    The coarse space ``basis`` (V, k) of ``coarse = (basis, apply(basis))`` (smooth functions:
+    constant and coordinates) is solved exactly by a k×k Galerkin system; CG with the preconditioner
+    handles the rest. The per-image screening mostly moves the smoothest modes, so deflating them
+    saves about one preconditioner solve.
     """
     norm = np.linalg.norm(rhs, axis=0)
     norm[norm == 0] = 1.0
-    a_basis = apply(basis)  # (V, k)
+    basis, a_basis = coarse  # (V, k) each
     coarse = np.linalg.inv(basis.T @ a_basis)  # (k, k), SPD once every component is anchored
 
     def deflate(z: np.ndarray) -> np.ndarray:
@@ -327,10 +337,10 @@ class _ScreenedPoissonSolve(torch.autograd.Function):
     @staticmethod
     def forward(ctx, targets, anchor_weights, anchor_colors, fallback, solver: PoissonSolver, report: list):
         as_np = lambda t: t.detach().cpu().double().numpy()  # noqa: E731
+        start = time.perf_counter()
         weights, colors, floating = solver.effective_anchors(
             as_np(anchor_weights), as_np(anchor_colors), None if fallback is None else as_np(fallback))
-        solution, info = solver.solve(as_np(targets), weights, colors)
-        info = replace(info, floating=int(floating.sum()))
+        solution, info = solver.solve_anchored(as_np(targets), weights, colors, int(floating.sum()), start)
         out = torch.from_numpy(solution).to(device=targets.device, dtype=targets.dtype)
         ctx.solver, ctx.weights, ctx.floating = solver, weights, floating
         report.append(info)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..render.bake import UVLayout
-from ..render.rasterize import Fragments, interpolate, rasterize
+from ..render.rasterize import Fragments, rasterize
 from .visibility import silhouette_distance
 
 DEPTH_TOLERANCE = 0.02  # model units (≈ 2 px of surface at depth 10 and 224 px): z-buffer slack
@@ -137,15 +137,26 @@ def sample_uv_texture(image: torch.Tensor, verts_screen: torch.Tensor, faces: to
     Returns:
         texture (N, S, S, C) (0 outside the islands) and per-texel weight (N, S, S) (0 outside).
     """
-    n_mesh = verts_screen.shape[0]
-    uv_fragments = Fragments(*(t.expand(n_mesh, *t.shape[1:]) for t in (
-        layout.fragments.pix_to_face, layout.fragments.bary_coords, layout.fragments.zbuf)))
+    colors, weights = sample_uv_texels(image, verts_screen, faces, layout, vertex_weights)
+    n_mesh, size = verts_screen.shape[0], layout.size
+    inside = layout.mask.to(colors.device).reshape(-1)
+    texture = colors.new_zeros((n_mesh, size * size, colors.shape[-1]))
+    texture[:, inside] = colors
+    weight = weights.new_zeros((n_mesh, size * size))
+    weight[:, inside] = weights
+    return texture.reshape(n_mesh, size, size, -1), weight.reshape(n_mesh, size, size)
+
+
+def sample_uv_texels(image: torch.Tensor, verts_screen: torch.Tensor, faces: torch.Tensor, layout: UVLayout,
+                     vertex_weights: torch.Tensor | None = None, start: int = 0, stop: int | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`sample_uv_texture` at the layout's inside texels ``start:stop`` only (all by default).
+
+    Returns:
+        colours (N, k, C) and interpolated weights (N, k), k = stop − start.
+    """
     if vertex_weights is None:
         vertex_weights = verts_screen.new_ones(verts_screen.shape[:2])
     attributes = torch.cat([verts_screen[..., :2], vertex_weights[..., None].to(verts_screen)], dim=-1)
-    per_texel = interpolate(uv_fragments, faces, attributes)  # (N, S, S, 3)
-    size_h, size_w = per_texel.shape[1:3]
-    inside = uv_fragments.mask
-    colors = sample_image(image, per_texel[..., :2].reshape(n_mesh, -1, 2)).reshape(n_mesh, size_h, size_w, -1)
-    colors = torch.where(inside[..., None], colors, torch.zeros_like(colors))
-    return colors, torch.where(inside, per_texel[..., 2], torch.zeros_like(per_texel[..., 2]))
+    per_texel = layout.interpolate(attributes, faces, start, stop)  # (N, k, 3): x, y, weight
+    return sample_image(image, per_texel[..., :2]), per_texel[..., 2]

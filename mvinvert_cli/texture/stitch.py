@@ -9,6 +9,8 @@ has the selected views' detail with no seams between them.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -47,15 +49,20 @@ def sanitize(colors: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, 
     Returns:
         colours, scores (≥ 0) and the number of bad samples.
     """
-    bad = ~(torch.isfinite(colors).all(dim=-1) & torch.isfinite(scores))  # (N, V)
-    colors = torch.where(bad[..., None], torch.zeros_like(colors), colors)
-    scores = torch.where(bad, torch.zeros_like(scores), scores).clamp_min(0.0)
-    return colors, scores, int(bad.sum())
+    good = torch.isfinite(colors).all(dim=-1) & torch.isfinite(scores)  # (N, V)
+    if bool(good.all()):  # the usual case: nothing to replace
+        return colors, scores.clamp_min(0.0), 0
+    colors = torch.where(good[..., None], colors, torch.zeros_like(colors))
+    scores = torch.where(good, scores, torch.zeros_like(scores)).clamp_min(0.0)
+    return colors, scores, int((~good).sum())
 
 
 def gradient_targets(basis: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor,
                      selection: torch.Tensor) -> torch.Tensor:
     """Eq. 6's b: each triangle's gradient taken from its selected view (zero for no view).
+
+    One gather of the selected view's corner colours from the flattened (N·V, C) table and one batched
+    3×3 product with the hat-function gradients.
 
     Args:
         basis: (F, 3, 3) hat-function gradients (``PoissonSolver.basis``).
@@ -66,10 +73,12 @@ def gradient_targets(basis: torch.Tensor, faces: torch.Tensor, colors: torch.Ten
     Returns:
         (3F, C), differentiable w.r.t. ``colors``.
     """
-    corners = colors[selection.clamp_min(0)[:, None], faces]  # (F, 3 corners, C)
-    grads = torch.einsum("fkd,fkc->fdc", basis, corners)  # (F, 3 xyz, C)
-    grads = torch.where((selection != NO_VIEW)[:, None, None], grads, torch.zeros_like(grads))
-    return grads.reshape(-1, colors.shape[-1])
+    n_views, n_verts, channels = colors.shape
+    index = selection.clamp_min(0)[:, None] * n_verts + faces  # (F, 3) rows of the flat table
+    corners = colors.reshape(n_views * n_verts, channels).index_select(0, index.reshape(-1))
+    grads = torch.bmm(basis.transpose(1, 2), corners.view(-1, 3, channels))  # (F, 3 xyz, C)
+    grads = torch.where((selection != NO_VIEW)[:, None, None], grads, torch.zeros((), dtype=grads.dtype))
+    return grads.reshape(-1, channels)
 
 
 def poisson_blend(solver: PoissonSolver, colors: torch.Tensor, selection: torch.Tensor,
@@ -115,6 +124,26 @@ def best_view_colors(colors: torch.Tensor, scores: torch.Tensor) -> tuple[torch.
     return torch.where(unseen[:, None], fill.expand_as(picked), picked), int(unseen.sum())
 
 
+@contextlib.contextmanager
+def _one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """Run torch's CPU ops on one thread inside the block (process-wide; restored after).
+
+    The stitch's bookkeeping is a few dozen passes over ≤ 1M-element arrays: splitting each over the
+    intra-op pool gains little on an idle machine, and on a loaded one every pass waits for a
+    descheduled pool thread (bench/bench_stitch.py: 3× slower with 2 threads than with 1 on a
+    shared 2-core machine), while the SciPy solve is single-threaded anyway.
+    """
+    if device.type != "cpu" or torch.get_num_threads() == 1:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def stitch(solver: PoissonSolver, photo_colors: torch.Tensor, photo_scores: torch.Tensor,
            view_colors: torch.Tensor, view_scores: torch.Tensor,
            fallback: torch.Tensor | None = None) -> Stitched:
@@ -131,7 +160,14 @@ def stitch(solver: PoissonSolver, photo_colors: torch.Tensor, photo_scores: torc
 
     Returns:
         :class:`Stitched`; non-finite samples count as unseen, and every degraded case is in ``notes``.
+        CPU work runs on one torch thread (see :func:`_one_cpu_thread`).
     """
+    with _one_cpu_thread(photo_colors.device):
+        return _stitch(solver, photo_colors, photo_scores, view_colors, view_scores, fallback)
+
+
+def _stitch(solver: PoissonSolver, photo_colors: torch.Tensor, photo_scores: torch.Tensor,
+            view_colors: torch.Tensor, view_scores: torch.Tensor, fallback: torch.Tensor | None) -> Stitched:
     colors = torch.cat([photo_colors[None], view_colors.to(photo_colors)], dim=0)  # (N+1, V, C)
     scores = torch.cat([photo_scores[None], view_scores.to(photo_scores)], dim=0)  # (N+1, V)
     colors, scores, n_bad = sanitize(colors, scores)

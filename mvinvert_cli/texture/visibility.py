@@ -16,24 +16,9 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-CAMERA_POSITION = (0.0, 0.0, 10.0)  # Deep3DFaceRecon camera, model units
+from ..render.camera import facing  # Eq. 4 first factor (texture.photo imports it from here)
+
 NO_VIEW = -1  # Eq. 5 selection of a triangle no view sees
-
-
-def facing(normals: torch.Tensor, verts: torch.Tensor) -> torch.Tensor:
-    """max(0, n · d), d the unit direction from each vertex to the camera (Eq. 4, first factor).
-
-    Args:
-        normals: (N, V, 3) unit vertex normals in camera space.
-        verts: (N, V, 3) vertex positions in camera space (model units, camera at (0, 0, 10)).
-
-    Returns:
-        (N, V) in [0, 1]; 0 for non-finite inputs.
-    """
-    camera = verts.new_tensor(CAMERA_POSITION)
-    direction = torch.nn.functional.normalize(camera - verts, dim=-1)
-    cosine = (torch.nn.functional.normalize(normals, dim=-1) * direction).sum(-1)
-    return torch.nan_to_num(cosine, nan=0.0).clamp(0.0, 1.0)
 
 
 def silhouette_distance(mask: torch.Tensor) -> torch.Tensor:

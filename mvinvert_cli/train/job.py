@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from ..config import Settings, resolve_device
 from ..errors import OutputError, UsageError
+from ..refine import refine_settings
 from .loop import LossLog, RunResult, Trainer, TrainSettings, run, settings_from_checkpoint
 
 FACE_NET_CHOICES = ("auto", "arcface", "tiny")
@@ -94,7 +95,7 @@ def run_job(job: TrainJob, on_item: Callable[[int, int, Path, str], None] | None
     """
     from ..align.observation import CROP_SIZE
     from ..invert.encoder import load_restyle
-    from ..pipeline import VIEW_BACKGROUND, VIEW_RENDER_SIZE, Recoverer
+    from ..pipeline import Recoverer
     from ..weights import load_checkpoint, require
     from .data import FaceImageFolder, TextureFolder
     from .path import InversionPath, PathSettings
@@ -131,17 +132,12 @@ def run_job(job: TrainJob, on_item: Callable[[int, int, Path, str], None] | None
     textures = TextureFolder(job.real_textures, settings.texture_size) if job.real_textures is not None else None
 
     path_settings = PathSettings(
-        views=tuple(recoverer.settings.views), render_size=CROP_SIZE, view_size=VIEW_RENDER_SIZE,
-        view_background=VIEW_BACKGROUND, encoder_size=restyle.encoder.config.input_size, iterations=job.iterations,
-        vis_threshold_photo=recoverer.settings.vis_threshold_photo,
-        vis_threshold_view=recoverer.settings.vis_threshold_view, texture_size=settings.texture_size,
-        identity_renders=settings.identity_renders)
+        refine=refine_settings(recoverer.settings), render_size=CROP_SIZE,
+        encoder_size=restyle.encoder.config.input_size, iterations=job.iterations,
+        texture_size=settings.texture_size, identity_renders=settings.identity_renders)
     if ckpt is not None and isinstance(ckpt.get("opts", {}).get("train_path"), dict):
-        stored = dict(ckpt["opts"]["train_path"])
-        stored["views"] = tuple(tuple(v) for v in stored.get("views", path_settings.views))
-        path_settings = replace(path_settings, **{k: v for k, v in stored.items() if k in asdict(path_settings)})
-    path = InversionPath(recoverer.model, restyle.encoder, restyle.decoder, restyle.latent_avg, path_settings,
-                         lam=recoverer.settings.stitch_lambda)
+        path_settings = path_settings.updated(ckpt["opts"]["train_path"])
+    path = InversionPath(recoverer.model, restyle.encoder, restyle.decoder, restyle.latent_avg, path_settings)
     face_net = _face_network(job.face_net, device, job.trust_pickle, notes)
     trainer = Trainer(path, face_net, photos, textures, settings, device, init_opts=restyle.opts)
     if ckpt is not None:

@@ -240,7 +240,7 @@ class Trainer:
         from ..invert.encoder import restyle_checkpoint
 
         opts = {"n_iters_per_batch": 5, **self.init_opts, "train": self.settings.to_dict(),
-                "train_path": asdict(self.path.settings) | {"views": [list(v) for v in self.path.settings.views]},
+                "train_path": self.path.settings.to_opts(),
                 "trained_steps": self.step_count}
         ckpt = restyle_checkpoint(self.path.encoder, self.path.decoder, self.path.latent_avg, opts)
         ckpt.update({

@@ -6,31 +6,33 @@
                 ──K random renders (pose, expression, lighting)──▶ R_k (Eq. 9)
                 ──UV bake──▶ UV texture (Eq. 10)
 
-Only the encoder has trainable parameters; the view renders and all visibility scores are
-constants of the data, and gradients reach the encoder through the generator, the bilinear
-resampling and the custom-autograd Poisson solve (:func:`mvinvert_cli.texture.stitch.stitch`).
+The refine part (views → inversion → resample → stitch) is :func:`mvinvert_cli.refine.refine`, the
+same function the pipeline runs, here with ``differentiable=True``; the encoder inversion is
+:func:`mvinvert_cli.invert.inverter.encoder_inversion`, the inference ``Inverter``'s own. Only the
+encoder has trainable parameters; the view renders and all visibility scores are constants of the
+data, and gradients reach the encoder through the generator, the bilinear resampling and the
+custom-autograd Poisson solve (:func:`mvinvert_cli.texture.stitch.stitch`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..config import DEFAULT_VIEWS
-from ..invert.ffhq_align import align_views, unalign
-from ..invert.restyle import average_image, pool_to, to_signed, to_unit
+from ..invert.inverter import ENCODER_SIZE, InversionResult, encoder_inversion
 from ..morphable.model import MorphableModel
+from ..refine import RefineInputs, RefineSettings, refine
 from ..render import camera as cam
 from ..render.bake import UVLayout, bake, uv_layout
 from ..render.lighting import shade
 from ..render.rasterize import interpolate
 from ..render.renderer import Renderer
 from ..texture.poisson import PoissonSolver
-from ..texture.sample import Sampled, sample_vertices
-from ..texture.stitch import stitch
+from ..texture.sample import sample_vertices
 from ..texture.visibility import vertex_scores
 from .losses import blend_face
 
@@ -49,7 +51,7 @@ class PathOutputs:
         identity_renders: (B,K,3,S,S) R_k of Eq. 9.
         identity_points5: (B,K,5,2) their 5 landmarks in px (for the ArcFace crop).
         uv_texture: (B,3,T,T) T_refine baked into UV space (Eq. 10).
-        views: (B,N,3,H,H) coarse renders I_R^i (H = view_size); view_landmarks: (B,N,68,2) their
+        views: (B,N,3,H,H) coarse renders I_R^i (H = ``refine.view_size``); view_landmarks: (B,N,68,2) their
             projected landmarks (px); inverted: (B,N,3,H,H) I_inv^i.
         refined: (B,V,3) T_refine per vertex.
         notes: degraded cases reported by the stitch.
@@ -73,18 +75,17 @@ class PathSettings:
     """Sizes and constants of the differentiable path.
 
     Attributes:
-        views: (yaw, pitch) degrees of the synthetic views (DESIGN.md §4: 0, ±30, pitch −15).
+        refine: the refine stage's :class:`~mvinvert_cli.refine.RefineSettings` (views, view size
+            and background, Eq. 4 thresholds, λ): the inference pipeline's, so the encoder is trained
+            on the views it will invert.
         render_size: S, side of the photo crop, its re-render and the identity renders (224 =
             Deep3DFaceRecon).
-        view_size: side of the synthetic views handed to the encoder (the pipeline's
-            ``VIEW_RENDER_SIZE``, 512); view_background: their grey behind the face.
         encoder_size: side of the FFHQ-aligned crops fed to the encoder (256 for ReStyle).
         generator_stop: resolution the generator stops at during training (its skip-RGB image at
             that scale, a fraction of the 1024² cost); None = full size, exactly as the inference
             ``Inverter`` (which pools the 1024² output) — 256 differs from it only by that pooling.
         iterations: ReStyle residual passes per view during training; the passes before the last
             run without gradient (ReStyle's own training detaches them too).
-        vis_threshold_photo / vis_threshold_view: T of Eq. 4 in px at 224 (scaled with each render).
         texture_size: T, side of the baked UV texture (Eq. 10).
         identity_renders: K of Eq. 9.
         max_yaw / max_pitch: range (degrees) of the random identity-render poses.
@@ -93,15 +94,11 @@ class PathSettings:
         min_irradiance: floor of the fitted irradiance when T_refine is de-lit for relighting.
     """
 
-    views: tuple[tuple[float, float], ...] = DEFAULT_VIEWS
-    render_size: int = 224
-    view_size: int = 512
-    view_background: float = 0.5
-    encoder_size: int = 256
+    refine: RefineSettings = field(default_factory=RefineSettings)
+    render_size: int = cam.IMAGE_SIZE
+    encoder_size: int = ENCODER_SIZE
     generator_stop: int | None = 256
     iterations: int = 1
-    vis_threshold_photo: float = 50.0
-    vis_threshold_view: float = 3.0
     texture_size: int = 256
     identity_renders: int = 2
     max_yaw: float = 45.0
@@ -110,30 +107,30 @@ class PathSettings:
     light_scale: float = 0.1
     min_irradiance: float = 0.05
 
-    def threshold_scale(self, size: int) -> float:
-        """Eq. 4 thresholds are stated at 224 px; a render of side ``size`` scales them."""
-        return size / cam.IMAGE_SIZE
+    @property
+    def views(self) -> tuple[tuple[float, float], ...]:
+        """The synthetic views (yaw, pitch) of :attr:`refine`."""
+        return self.refine.views
+
+    def to_opts(self) -> dict[str, Any]:
+        """Plain dict for a checkpoint's ``opts["train_path"]`` (views as lists)."""
+        opts = asdict(self)
+        opts["refine"]["views"] = [list(v) for v in self.refine.views]
+        return opts
+
+    def updated(self, opts: Mapping[str, Any]) -> PathSettings:
+        """These settings with the entries stored by :meth:`to_opts` (unknown keys ignored; older
+        checkpoints kept the refine entries at the top level)."""
+        names = {f.name for f in fields(RefineSettings)}
+        refine_opts = dict(opts.get("refine") or {k: v for k, v in opts.items() if k in names})
+        if "views" in refine_opts:
+            refine_opts["views"] = tuple((float(y), float(p)) for y, p in refine_opts["views"])
+        refined = replace(self.refine, **{k: v for k, v in refine_opts.items() if k in names})
+        own = {f.name for f in fields(self)} - {"refine"}
+        return replace(self, refine=refined, **{k: v for k, v in opts.items() if k in own})
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def view_poses(views: Sequence[tuple[float, float]], translation: Tensor) -> tuple[Tensor, Tensor]:
-    """Poses of the synthetic views, as the pipeline renders them: angles (pitch, yaw, 0) and the
-    face centred on the optical axis at its fitted depth (0, 0, t_z).
-
-    Args:
-        views: N (yaw, pitch) in degrees.
-        translation: (B,3) fitted translations.
-
-    Returns:
-        angles (B·N,3) radians and translations (B·N,3), photo-major (b, then view).
-    """
-    b, n = translation.shape[0], len(views)
-    angles = torch.deg2rad(translation.new_tensor([[pitch, yaw, 0.0] for yaw, pitch in views])).repeat(b, 1)
-    centred = torch.zeros_like(translation)
-    centred[:, 2] = translation[:, 2]
-    return angles, centred.repeat_interleave(n, dim=0)
-
 
 def five_points(landmarks: Tensor) -> Tensor:
     """(..., 68, 2) iBUG landmarks → (..., 5, 2) [eyeL, eyeR, nose, mouthL, mouthR]."""
@@ -158,9 +155,10 @@ def relight(colors: Tensor, normals_fit: Tensor, gamma_fit: Tensor, normals: Ten
 class InversionPath(nn.Module):
     """renders → encoder → frozen generator → resample → Poisson stitch → re-render (differentiable).
 
-    Mirrors the inference pipeline's refine stage (``pipeline.Recoverer``: views centred at the
-    fitted depth, unlit on grey, T_uv and Eq. 4 scores of the photo, stitch anchored to T_uv with
-    T_coarse as fallback) so the encoder is trained on what it will see.
+    The refine part is the inference pipeline's own :func:`~mvinvert_cli.refine.refine` (views
+    centred at the fitted depth, unlit on grey, T_uv and Eq. 4 scores of the photo, stitch anchored
+    to T_uv with T_coarse as fallback), run differentiably, so the encoder is trained on what it
+    will see.
 
     Args:
         model: the morphable model the photos were fitted with (topology, UVs, expression basis).
@@ -169,8 +167,7 @@ class InversionPath(nn.Module):
         decoder: StyleGAN2 generator (``invert.stylegan2.Generator``), w+ (B,L,D) → (B,3,R,R) in
             [−1,1]; frozen, fixed noise.
         latent_avg: (L,D) w̄; the first ReStyle pass starts from G(w̄).
-        settings: :class:`PathSettings`.
-        lam: λ of Eq. 6.
+        settings: :class:`PathSettings` (λ of Eq. 6 in ``settings.refine``).
 
     Batch fields read by :meth:`forward` (as ``mvinvert train`` prepares them, see
     :func:`mvinvert_cli.train.prepare.prepare_photo`): ``photo`` (B,3,S,S) crop in [0,1], ``mask``
@@ -180,7 +177,7 @@ class InversionPath(nn.Module):
     """
 
     def __init__(self, model: MorphableModel, encoder: nn.Module, decoder: nn.Module, latent_avg: Tensor,
-                 settings: PathSettings = PathSettings(), lam: float = 0.1) -> None:
+                 settings: PathSettings = PathSettings()) -> None:
         super().__init__()
         self.model = model
         self.encoder = encoder
@@ -188,8 +185,7 @@ class InversionPath(nn.Module):
         self.register_buffer("latent_avg", latent_avg.detach().clone())
         self.settings = settings
         self.renderer = Renderer(size=settings.render_size)
-        self.view_renderer = Renderer(size=settings.view_size, background=settings.view_background)
-        self.solver = PoissonSolver(model.mean_shape.detach().cpu(), model.triangles.cpu(), lam)
+        self.solver = PoissonSolver(model.mean_shape.detach().cpu(), model.triangles.cpu(), settings.refine.lam)
         self._uv_layout: UVLayout | None = None
 
     def _apply(self, fn, recurse=True):  # keep the (non-module) morphable model on the path's device
@@ -209,11 +205,6 @@ class InversionPath(nn.Module):
         normals = cam.transform(self.model.normals(verts), angles, torch.zeros_like(translation))
         return world, normals
 
-    def scores(self, sampled: Sampled, world: Tensor, normals: Tensor, threshold: float, size: int) -> Tensor:
-        """Eq. 4 per-vertex scores (B,V) of a render of side ``size`` (threshold given at 224 px)."""
-        return vertex_scores(normals, world, sampled.visible, sampled.boundary_distance,
-                             threshold * self.settings.threshold_scale(size)).detach()
-
     def bake_uv(self, colors: Tensor) -> Tensor:
         """(B,V,3) per-vertex colours → (B,3,T,T) seam-padded UV textures (``render.bake``)."""
         faces = self.model.triangles
@@ -227,38 +218,25 @@ class InversionPath(nn.Module):
         stop, size = self.settings.generator_stop, getattr(self.decoder, "size", None)
         return None if stop is None or size is None or stop >= size else stop
 
-    def invert(self, images: Tensor, landmarks: Tensor) -> Tensor:
-        """The inference ``Inverter`` made differentiable: (M,3,H,W) views in [0,1] and their (M,68,2)
-        projected landmarks → I_inv (M,3,H,W) in [0,1] in the render frame (Eq. 2–3).
-
-        Each view is FFHQ-aligned from its landmarks (``invert.ffhq_align.align_views``), inverted
-        by ReStyle residual passes (pass 0 against G(w̄), pass t against the previous
-        reconstruction; each adds the encoder's Δ to w), warped back (``unalign``) and composed
-        over the render where the crop covers it. Only the last pass keeps the autograd graph
-        (ReStyle trains every pass on its own detached input as well).
-        """
+    def invert_views(self, images: Tensor, landmarks: Tensor) -> InversionResult:
+        """The inference inversion (:func:`~mvinvert_cli.invert.inverter.encoder_inversion`) with the
+        trained encoder: (M,3,H,W) views in [0,1] and their (M,68,2) projected landmarks → I_inv
+        (M,3,H,W) in the render frame (Eq. 2–3). Only the last residual pass keeps the autograd
+        graph (ReStyle trains every pass on its own detached input as well)."""
         s = self.settings
-        passes = max(s.iterations, 1)
-        with torch.no_grad():
-            target = to_signed(align_views(images, landmarks, s.encoder_size))
-            current = average_image(self.decoder, self.latent_avg, s.encoder_size, self._stop())
-        current = current.expand_as(target)
-        w = self.latent_avg.expand(images.shape[0], *self.latent_avg.shape)
-        for it in range(passes):
-            last = it == passes - 1
-            with torch.set_grad_enabled(last and torch.is_grad_enabled()):
-                w = w + self.encoder(torch.cat([target, current], dim=1))  # Eq. 2
-                out = self.decoder(w, stop_at=self._stop())  # Eq. 3
-                current = pool_to(out, s.encoder_size)
-        warped, coverage = unalign(to_unit(out), landmarks, tuple(images.shape[-2:]))
-        return coverage * warped + (1 - coverage) * images
+        return encoder_inversion(self.encoder, self.decoder, self.latent_avg, images, landmarks, s.encoder_size,
+                                 max(s.iterations, 1), self._stop(), backend="restyle (training)",
+                                 last_pass_grad=True)
+
+    def invert(self, images: Tensor, landmarks: Tensor) -> Tensor:
+        """:meth:`invert_views`' images."""
+        return self.invert_views(images, landmarks).images
 
     # ------------------------------------------------------------------ forward
     def forward(self, batch: Mapping[str, Tensor], gen: torch.Generator | None = None) -> PathOutputs:
         """The full differentiable path on a prepared batch (see the class docstring for fields)."""
         s = self.settings
         photo, coarse, verts = batch["photo"], batch["coarse"], batch["vertices"]
-        b, n = photo.shape[0], len(s.views)
         faces = self.model.triangles
         world, normals = self.pose(verts, batch["angles"], batch["translation"])
 
@@ -270,37 +248,22 @@ class InversionPath(nn.Module):
             else:
                 on_photo = sample_vertices(photo, screen, faces, fragments=fragments)
                 t_uv = on_photo.colors
-                photo_scores = self.scores(on_photo, world, normals, s.vis_threshold_photo, s.render_size)
+                threshold = s.refine.threshold_at(s.refine.vis_threshold_photo, s.render_size)
+                photo_scores = vertex_scores(normals, world, on_photo.visible, on_photo.boundary_distance, threshold)
 
-        # synthetic views of T_coarse (unlit, grey background), their GAN inversions, resampled per vertex
-        angles_v, trans_v = view_poses(s.views, batch["translation"])
-        world_v, normals_v = self.pose(verts.repeat_interleave(n, dim=0), angles_v, trans_v)
-        with torch.no_grad():
-            views = self.view_renderer.render(world_v, faces, coarse.repeat_interleave(n, dim=0))
-        view_landmarks = self.model.landmarks(views.screen[..., :2])  # (B·N,68,2)
-        inverted = self.invert(views.image, view_landmarks)  # (B·N,3,H,W)
-        on_views = sample_vertices(inverted, views.screen, faces, fragments=views.fragments)
-        view_scores = self.scores(on_views, world_v, normals_v, s.vis_threshold_view, s.view_size)
-
-        # Eq. 5–6 per photo: T_refine
-        refined, notes = [], []
-        for i in range(b):
-            result = stitch(self.solver, t_uv[i], photo_scores[i], on_views.colors[i * n:(i + 1) * n],
-                            view_scores[i * n:(i + 1) * n], fallback=coarse[i])
-            refined.append(result.colors)
-            notes += [note for note in result.notes if note not in notes]
-        refined = torch.stack(refined)  # (B,V,3)
+        # §3.2 (Eq. 2–6): views of T_coarse → inversion → resample → stitch, as the pipeline runs it
+        refined = refine(self.model, self.solver, self.invert_views,
+                         RefineInputs(verts, batch["translation"], t_uv, photo_scores, coarse), s.refine,
+                         differentiable=True)
 
         # Eq. 7–8, 11: re-render at the photo's pose (its fragments), blend into the photo
-        render = interpolate(fragments, faces, refined).permute(0, 3, 1, 2)
-        mask = batch["mask"] * fragments.mask[:, None].to(refined.dtype)
+        render = interpolate(fragments, faces, refined.colors).permute(0, 3, 1, 2)
+        mask = batch["mask"] * fragments.mask[:, None].to(refined.colors.dtype)
         blended = blend_face(render, photo, mask)
-        id_renders, id_points = self.identity_renders(verts, refined, normals, batch, gen)
-        size = s.view_size
-        return PathOutputs(photo, mask, blended, id_renders, id_points, self.bake_uv(refined),
-                           views.image.view(b, n, 3, size, size), view_landmarks.view(b, n, 68, 2),
-                           inverted.view(b, n, 3, size, size),
-                           refined, tuple(notes))
+        id_renders, id_points = self.identity_renders(verts, refined.colors, normals, batch, gen)
+        return PathOutputs(photo, mask, blended, id_renders, id_points, self.bake_uv(refined.colors),
+                           refined.view_renders, refined.view_landmarks, refined.inverted, refined.colors,
+                           refined.notes)
 
     def identity_renders(self, verts: Tensor, refined: Tensor, normals_fit: Tensor, batch: Mapping[str, Tensor],
                          gen: torch.Generator | None) -> tuple[Tensor, Tensor]:

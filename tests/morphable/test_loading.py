@@ -14,7 +14,7 @@ def test_auto_takes_bfm_when_present_else_default(monkeypatch):
     assert loading.resolve_choice("auto") == (ModelChoice.bfm, ())
     monkeypatch.setattr(loading, "bfm_available", lambda: False)
     choice, degraded = loading.resolve_choice(ModelChoice.auto)
-    assert choice is ModelChoice.default and "BFM files not found" in degraded[0]
+    assert choice is ModelChoice.default and "BFM 2009 not found" in degraded[0]
     assert loading.resolve_choice("bfm") == (ModelChoice.bfm, ())  # explicit: no fallback
 
 

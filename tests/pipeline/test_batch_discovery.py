@@ -1,4 +1,5 @@
-"""batch.discover / is_complete: recursion, symlink loops, hidden and output folders, stdin, collisions."""
+"""batch.discover / is_complete / resume: recursion, symlink loops, hidden and output folders, stdin,
+collisions (order-independent output names), and resume that checks the recorded input sha256."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import os
 
 import pytest
 
-from mvinvert_cli.batch import discover, is_complete
-from mvinvert_cli.errors import UsageError
+from mvinvert_cli.batch import BatchLog, discover, is_complete
+from mvinvert_cli.errors import ExitCode, UsageError
+from mvinvert_cli.weights import file_sha256
 
 
 def _touch(path):
@@ -24,7 +26,58 @@ def test_recursive_sorted_with_collisions(tmp_path):
     items = discover([str(root)], tmp_path / "out")
     assert [i.display for i in items] == ["a.jpg", "a.png", "b.jpg", "sub/c.JPEG"]
     outs = [i.out_dir.relative_to(tmp_path / "out").as_posix() for i in items]
-    assert outs == ["a", "a_png", "b", "sub/c"]
+    assert outs == ["a_jpg", "a_png", "b", "sub/c"]
+
+
+def _done(out_dir, source):
+    """A finished output folder recording ``source``'s sha256, as recover_to_directory writes it."""
+    out_dir.mkdir(parents=True)
+    (out_dir / "mesh.obj").write_text("")
+    (out_dir / "result.json").write_text(json.dumps({"status": "ok", "input": {"sha256": file_sha256(source)},
+                                                     "outputs": {"mesh": "mesh.obj"}}))
+
+
+def test_added_photo_with_same_stem_is_not_skipped(tmp_path):
+    """d/x.png done; adding d/x.jpg must not make x.jpg "skipped" with x.png's result."""
+    root, out = tmp_path / "d", tmp_path / "out"
+    png = _touch(root / "x.png")
+    (first,) = discover([str(root)], out)
+    _done(first.out_dir, png)
+    jpg = root / "x.jpg"
+    jpg.write_bytes(b"other photo")
+    items = discover([str(root)], out)
+    assert {i.source.name: i.out_dir.name for i in items} == {"x.jpg": "x_jpg", "x.png": "x_png"}
+    log = BatchLog(out)
+    assert [i.source.name for i in log.pending(items, force=False)] == ["x.jpg", "x.png"]
+    assert log.results == []
+
+
+def test_stdin_order_does_not_change_output_folders(tmp_path):
+    a, b = _touch(tmp_path / "a" / "p.jpg"), _touch(tmp_path / "b" / "p.jpg")
+    c = _touch(tmp_path / "a" / "q.jpg")
+    forward = discover(["-"], tmp_path / "out", stdin_lines=[f"{a}\n", f"{b}\n", f"{c}\n", f"{a}\n"])
+    backward = discover(["-"], tmp_path / "out", stdin_lines=[f"{c}\n", f"{b}\n", f"{a}\n"])
+    assert len(forward) == 3  # a listed twice is processed once
+    assert {i.source: i.out_dir for i in forward} == {i.source: i.out_dir for i in backward}
+    assert len({i.out_dir for i in forward}) == 3
+    assert {i.source: i.out_dir.name for i in forward}[c] == "q"
+
+
+def test_resume_skips_only_the_recorded_input(tmp_path):
+    root, out = tmp_path / "d", tmp_path / "out"
+    photo = _touch(root / "x.png")
+    (item,) = discover([str(root)], out)
+    _done(item.out_dir, photo)
+    log = BatchLog(out)
+    assert log.pending([item], force=False) == []
+    assert [r.status for r in log.results] == ["skipped"]
+    photo.write_bytes(b"a different photo now")  # same name, other content
+    log = BatchLog(out)
+    assert log.pending([item], force=False) == []
+    (result,) = log.results
+    assert result.status == "failed" and result.exit_code == ExitCode.OUTPUT
+    assert "sha256" in result.error and "--force" in result.error
+    assert BatchLog(out).pending([item], force=True) == [item]
 
 
 def test_symlink_loop_and_output_folder_skipped(tmp_path):

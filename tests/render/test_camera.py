@@ -9,6 +9,7 @@ import torch
 from mvinvert_cli.render.camera import (
     Camera,
     deep3d_pixels_to_screen,
+    facing,
     rotation_matrix,
     rotation_to_angles,
     transform,
@@ -85,3 +86,13 @@ def test_view_direction_points_to_camera():
     cam = Camera()
     d = cam.view_direction(torch.tensor([[0.0, 0.0, 1.0], [3.0, 0.0, 10.0]]))
     torch.testing.assert_close(d, torch.tensor([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0]]))
+
+
+def test_facing_is_cosine_to_the_camera_clamped():
+    points = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 9.0], [float("nan"), 0.0, 0.0]])
+    normals = torch.tensor([[0.0, 0.0, 2.0], [0.0, 0.0, -1.0], [1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    torch.testing.assert_close(facing(normals, points), torch.tensor([1.0, 0.0, 2**-0.5, 0.0]))
+    torch.testing.assert_close(facing(normals, points, two_sided=True), torch.tensor([1.0, 1.0, 2**-0.5, 0.0]))
+    # the camera centre is at (0, 0, distance): a point beside it on z = 0 sees it at 45° when x = distance
+    side = facing(torch.tensor([[0.0, 0.0, 1.0]]), torch.tensor([[4.0, 0.0, 0.0]]), distance=4.0)
+    torch.testing.assert_close(side, torch.tensor([2**-0.5]))

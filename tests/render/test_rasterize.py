@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mvinvert_cli.render.rasterize import Fragments, interpolate, rasterize, rasterize_reference
+from mvinvert_cli.render.rasterize import Fragments, interpolate, rasterize
+
+from .reference import rasterize_reference
 
 RIGHT = torch.tensor([[[0.0, 0.0, 2.0], [4.0, 0.0, 2.0], [0.0, 4.0, 2.0]]])  # legs along x and y
 ONE_FACE = torch.tensor([[0, 1, 2]])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from mvinvert_cli.render.camera import Camera, transform
-from mvinvert_cli.render.renderer import Renderer, bake_uv, uv_fragments, view_pose
+from mvinvert_cli.render.renderer import Renderer, view_pose
 
 QUAD = torch.tensor([[[-1.0, -1.0, 0.0], [1.0, -1.0, 0.0], [1.0, 1.0, 0.0], [-1.0, 1.0, 0.0]]])
 QUAD_FACES = torch.tensor([[0, 1, 2], [0, 2, 3]])
@@ -70,24 +70,19 @@ def test_render_gradients_flow(face_grid):
     assert torch.isfinite(verts.grad).all()
 
 
-def test_bake_uv_reproduces_affine_attribute(face_grid):
-    _, faces, uvs = face_grid
-    size = 40
-    texture, mask = bake_uv(uvs, faces, uvs, size)
-    assert texture.shape == (1, 2, size, size) and mask.shape == (1, 1, size, size)
-    assert mask.all()  # the grid's UVs tile the unit square
-    centres = (torch.arange(size) + 0.5) / size
-    torch.testing.assert_close(texture[0, 0], centres[None, :].expand(size, size), atol=1e-5, rtol=0)
-    torch.testing.assert_close(texture[0, 1], 1 - centres[:, None].expand(size, size), atol=1e-5, rtol=0)
-
-
-def test_bake_uv_reuses_fragments_and_batches(face_grid):
-    _, faces, uvs = face_grid
-    frags = uv_fragments(uvs, faces, 16)
-    colors = torch.rand(2, uvs.shape[0], 3, requires_grad=True)
-    texture, mask = bake_uv(uvs, faces, colors, 16, fragments=frags)
-    assert texture.shape == (2, 3, 16, 16) and mask.shape == (2, 1, 16, 16)
-    single, _ = bake_uv(uvs, faces, colors[1], 16, fragments=frags)
-    torch.testing.assert_close(texture[1], single[0])
-    texture.sum().backward()
-    assert colors.grad.abs().sum() > 0
+def test_reused_face_map_recomputes_barycentrics(face_grid):
+    verts, faces, _ = face_grid
+    renderer = Renderer(size=48)
+    world = transform(verts[None], *(x[None] for x in view_pose(20.0, -10.0)))
+    colors = torch.rand(1, verts.shape[0], 3, generator=torch.Generator().manual_seed(0))
+    fresh = renderer.render(world, faces, colors)
+    reused = renderer.render(world, faces, colors, pix_to_face=fresh.fragments.pix_to_face)
+    torch.testing.assert_close(reused.image, fresh.image)
+    torch.testing.assert_close(reused.fragments.zbuf, fresh.fragments.zbuf)
+    # moved vertices: same face map, barycentrics follow the vertices (differentiably)
+    moved = (world + torch.tensor([0.01, 0.0, 0.0])).requires_grad_(True)
+    shifted = renderer.render(moved, faces, colors, pix_to_face=fresh.fragments.pix_to_face)
+    assert torch.equal(shifted.fragments.pix_to_face, fresh.fragments.pix_to_face)
+    assert not torch.allclose(shifted.fragments.bary_coords, fresh.fragments.bary_coords)
+    shifted.image.sum().backward()
+    assert moved.grad is not None and moved.grad.abs().sum() > 0

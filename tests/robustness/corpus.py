@@ -120,6 +120,19 @@ def _garbage_weights(name: str, data: bytes | Callable[[], bytes]) -> Callable[[
     return fill
 
 
+def _zip_bytes(members: dict[str, bytes]) -> bytes:
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buf.getvalue()
+
+
+_TASK_MEMBERS = ("face_detector.tflite", "face_landmarks_detector.tflite", "geometry_pipeline_metadata_landmarks.binarypb")
+
+
 def _torch_bytes(obj) -> bytes:
     buf = io.BytesIO()
     torch.save(obj, buf)
@@ -184,6 +197,12 @@ CASES: list[Case] = [
          _garbage_weights("79999_iter.pth", lambda: _torch_bytes({"fc.weight": torch.zeros(2, 2)}))),
     Case("truncated generator", _face_args(), ExitCode.WEIGHTS,
          _garbage_weights("stylegan2-ffhq-config-f.pt", lambda: _torch_bytes({"g_ema": {"w": torch.zeros(4000)}})[:3000])),
+    Case("random-bytes face_landmarker.task", _face_args(), ExitCode.WEIGHTS,
+         _garbage_weights("face_landmarker.task", bytes(np.random.default_rng(5).integers(0, 256, 5000, dtype=np.uint8)))),
+    Case("face_landmarker.task without its landmark model", _face_args(), ExitCode.WEIGHTS,
+         _garbage_weights("face_landmarker.task", lambda: _zip_bytes({"face_detector.tflite": b"x" * 100}))),
+    Case("face_landmarker.task with garbage models", _face_args(), ExitCode.WEIGHTS,
+         _garbage_weights("face_landmarker.task", lambda: _zip_bytes({m: b"garbage" * 50 for m in _TASK_MEMBERS}))),
     Case("code-executing encoder pickle", _encoder_arg("enc.pt", _evil_pickle), ExitCode.WEIGHTS),
     Case("encoder .pkl without trust", _encoder_arg("enc.pkl", lambda: b"\x80\x04garbage"), ExitCode.WEIGHTS),
 ]

@@ -33,6 +33,7 @@ def test_case(case, tmp_path, monkeypatch, capsys):
     wdir.mkdir()
     if case.weights:
         case.weights(wdir)
+    weights_before = {p: p.read_bytes() for p in wdir.rglob("*") if p.is_file()}
     monkeypatch.setenv("MVINVERT_WEIGHTS", str(wdir))
     argv = case.build(work, face)
     before = {p for p in work.rglob("*")}
@@ -47,4 +48,6 @@ def test_case(case, tmp_path, monkeypatch, capsys):
     leftovers = [p for p in created if p.name.startswith(".") or (p.name == "out" and case.expected != ExitCode.OK)]
     assert not leftovers, f"partial outputs left: {leftovers}"
     assert face.read_bytes() == EXAMPLE.read_bytes()
-    assert os.listdir(wdir) == ([] if case.weights is None else os.listdir(wdir))
+    assert {p: p.read_bytes() for p in wdir.rglob("*") if p.is_file()} == weights_before  # weights untouched
+    if case.weights is not None:  # a bad weights file is named in the error
+        assert any(str(wdir / name) in lines[0] for name in os.listdir(wdir)), lines[0]

@@ -154,3 +154,46 @@ def test_gradcheck_through_selection_and_solve():
         return stitch(solver, p, photo_scores, v, view_scores).colors
 
     assert torch.autograd.gradcheck(fn, (photo, views), eps=1e-6, atol=1e-6)
+
+
+def test_matches_the_previous_implementation_on_a_fixture():
+    """tests/texture/data/stitch_694016d.npz: inputs and outputs of ``stitch`` as implemented at
+    commit 694016d (before issue 20's bookkeeping rewrite) on a 24² curved grid plus a separate,
+    unanchored 4² component, with a non-finite sample, triangles no view sees, float64 and float32,
+    with and without fallback colours."""
+    from pathlib import Path
+
+    import numpy as np
+
+    data = np.load(Path(__file__).parent / "data" / "stitch_694016d.npz")
+    t = {k: torch.from_numpy(data[k]) for k in ("verts", "faces", "photo", "photo_scores", "view_colors",
+                                                "view_scores", "fallback")}
+    solver = PoissonSolver(t["verts"], t["faces"], lam=0.1)
+    for name in ("fallback", "none"):
+        for dtype in (torch.float64, torch.float32):
+            key = f"{name}_{str(dtype).split('.')[-1]}"
+            out = stitch(solver, t["photo"].to(dtype), t["photo_scores"].to(dtype), t["view_colors"].to(dtype),
+                         t["view_scores"].to(dtype), fallback=t["fallback"].to(dtype) if name == "fallback" else None)
+            assert torch.equal(out.selection, torch.from_numpy(data[f"selection_{key}"])), key
+            expected = torch.from_numpy(data[f"colors_{key}"])
+            tolerance = 1e-12 if dtype == torch.float64 else 1e-6
+            assert (out.colors - expected).abs().max() <= tolerance, key
+            assert list(out.notes) == data[f"notes_{key}"].tolist(), key
+
+
+def test_stitch_runs_on_one_cpu_thread_and_restores_the_pool(monkeypatch):
+    verts, faces, solver, field = _setup(6)
+    seen = []
+    import mvinvert_cli.texture.stitch as stitch_module
+
+    original = stitch_module.poisson_blend
+    monkeypatch.setattr(stitch_module, "poisson_blend",
+                        lambda *a, **k: seen.append(torch.get_num_threads()) or original(*a, **k))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        stitch(solver, field, torch.ones(len(verts), dtype=field.dtype), field[None],
+               torch.full((1, len(verts)), 0.5, dtype=field.dtype))
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)

@@ -96,15 +96,16 @@ def tiny_networks(seed: int = 0):
     return encoder, generator, latent_avg[None].expand(generator.n_latent, -1).clone()
 
 
-TINY_PATH = dict(render_size=64, view_size=64, encoder_size=32, texture_size=32, identity_renders=2)
+def tiny_refine(**overrides):
+    """The refine settings of the tiny tests: 64² views (``overrides``: any other field)."""
+    from mvinvert_cli.refine import RefineSettings
+
+    return RefineSettings(**{"view_size": 64, **overrides})
+
+
+TINY_PATH = dict(render_size=64, encoder_size=32, texture_size=32, identity_renders=2, refine=tiny_refine())
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: the shared 2-core machine is faster without oversubscription."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """Every training test runs on one torch thread (``one_torch_thread``)."""

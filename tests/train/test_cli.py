@@ -88,9 +88,10 @@ def test_usage_and_weights_errors(tmp_path, photo_dir, capsys):
 
 def test_train_then_resume_through_the_cli(tmp_path, photo_dir, tiny_init, monkeypatch, capsys):
     import mvinvert_cli.pipeline as pipeline
+    import mvinvert_cli.refine as refine
 
     monkeypatch.setattr(pipeline, "Recoverer", SyntheticRecoverer)
-    monkeypatch.setattr(pipeline, "VIEW_RENDER_SIZE", 96)  # the run reads it: small views keep the test fast
+    monkeypatch.setattr(refine, "VIEW_SIZE", 96)  # the run reads it: small views keep the test fast
     textures = tmp_path / "textures"
     textures.mkdir()
     save_image(textures / "uv.png", np.full((64, 64, 3), 0.6, np.float32))

@@ -16,7 +16,7 @@ from mvinvert_cli.train import path as P
 from mvinvert_cli.train.losses import tiny_face_features
 from mvinvert_cli.weights import load_checkpoint
 
-from .conftest import TINY_PATH, synthetic_face_model, synthetic_photos, tiny_networks
+from .conftest import TINY_PATH, synthetic_face_model, synthetic_photos, tiny_networks, tiny_refine
 
 SMOKE_STEPS = 50
 TEST_VIEWS = ((0.0, 0.0), (30.0, 0.0), (-30.0, 0.0))
@@ -25,7 +25,8 @@ TEST_VIEWS = ((0.0, 0.0), (30.0, 0.0), (-30.0, 0.0))
 def make_trainer(steps: int, photos, textures=True, **overrides) -> loop.Trainer:
     model = synthetic_face_model()
     encoder, generator, latent_avg = tiny_networks()
-    path = P.InversionPath(model, encoder, generator, latent_avg, P.PathSettings(**TINY_PATH, views=TEST_VIEWS))
+    settings = P.PathSettings(**{**TINY_PATH, "refine": tiny_refine(views=TEST_VIEWS)})
+    path = P.InversionPath(model, encoder, generator, latent_avg, settings)
     real = [torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(i)) for i in range(3)] if textures else None
     settings = dict(steps=steps, batch_size=2, lr=1e-3, disc_lr=2e-5, disc_size=16, disc_channels=256, texture_size=32,
                     r1_every=4, sample_every=25, checkpoint_every=25, log_every=5)

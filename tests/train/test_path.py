@@ -10,7 +10,7 @@ from mvinvert_cli.train import losses as L
 from mvinvert_cli.train import path as P
 from mvinvert_cli.train.data import stack_items
 
-from .conftest import TINY_PATH, synthetic_photos, tiny_networks
+from .conftest import TINY_PATH, synthetic_photos, tiny_networks, tiny_refine
 
 
 @pytest.fixture
@@ -127,3 +127,13 @@ def test_cached_photo_samples_are_used(tiny_path, batch, face_model):
     cached = dict(batch, t_uv=torch.full((2, v, 3), 0.3), photo_scores=torch.ones(2, v))
     out = tiny_path(cached, torch.Generator().manual_seed(0))
     assert torch.allclose(out.refined, torch.full_like(out.refined, 0.3), atol=1e-5)
+
+
+def test_path_settings_round_trip_through_checkpoint_opts():
+    settings = P.PathSettings(**{**TINY_PATH, "refine": tiny_refine(views=((0.0, 0.0), (20.0, -5.0)), lam=0.2)})
+    opts = settings.to_opts()
+    assert opts["refine"]["views"] == [[0.0, 0.0], [20.0, -5.0]]
+    assert P.PathSettings().updated(opts) == settings
+    legacy = {"views": [[10.0, 0.0]], "view_size": 96, "render_size": 64}  # refine entries at the top level
+    old = P.PathSettings().updated(legacy)
+    assert old.views == ((10.0, 0.0),) and old.refine.view_size == 96 and old.render_size == 64

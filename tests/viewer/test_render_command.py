@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -11,7 +12,7 @@ from PIL import Image
 from mvinvert_cli.cli import main
 from mvinvert_cli.errors import ExitCode
 from mvinvert_cli.io.meshes import TexturedMesh, write_obj, write_ply
-from mvinvert_cli.viewer import render_views, turntable_views
+from mvinvert_cli.viewer import has_back, render_views, turntable_views
 
 
 def _quad(texture: np.ndarray | None = None, colors: np.ndarray | None = None) -> TexturedMesh:
@@ -45,9 +46,75 @@ def test_shading_darkens_oblique_views():
     assert 0.3 < oblique[32, 32].mean() < 0.7  # cos 60° = 0.5
 
 
-def test_turntable_views_loop():
-    views = turntable_views(10, 60)
-    assert views[0] == (-60.0, 0.0) and max(v[0] for v in views) == 60.0 and len(views) == 8
+def test_turntable_views_exact_frames_and_loop():
+    sweep = turntable_views(10, 60)
+    assert len(sweep) == 10 and sweep[0] == (-60.0, 0.0) and max(v[0] for v in sweep) == 60.0
+    steps = np.diff([v[0] for v in sweep] + [sweep[0][0]])  # the loop closes with the same step size
+    assert np.allclose(np.abs(steps), 24.0)
+    spin = turntable_views(36, pitch=-5, full_spin=True)
+    assert len(spin) == 36 and spin[0] == (0.0, -5.0) and spin[-1][0] == 350.0
+
+
+def _sphere(n: int = 12) -> TexturedMesh:
+    theta, phi = np.meshgrid(np.linspace(0.1, np.pi - 0.1, n), np.linspace(0, 2 * np.pi, 2 * n, endpoint=False),
+                             indexing="ij")
+    verts = np.stack([np.sin(theta) * np.cos(phi), np.cos(theta), np.sin(theta) * np.sin(phi)], -1).reshape(-1, 3)
+    faces = []
+    for i in range(n - 1):
+        for j in range(2 * n):
+            a, b = i * 2 * n + j, i * 2 * n + (j + 1) % (2 * n)
+            faces += [[a, b + 2 * n, b], [a, a + 2 * n, b + 2 * n]]
+    return TexturedMesh(verts.astype(np.float32), np.array(faces), vertex_colors=np.full((len(verts), 3), 0.5, np.float32))
+
+
+def test_has_back_tells_a_closed_mesh_from_a_face_mask():
+    assert not has_back(_quad(colors=np.ones((4, 3), np.float32)))
+    assert has_back(_sphere())
+    flipped = _sphere()
+    assert has_back(TexturedMesh(flipped.vertices, flipped.faces[:, ::-1].copy(), vertex_colors=flipped.vertex_colors))
+
+
+def test_turntable_frames_and_motion(tmp_path, capsys):
+    tex = np.random.default_rng(1).random((32, 32, 3)).astype(np.float32)
+    write_obj(tmp_path / "face.obj", _quad(tex))
+    write_ply(tmp_path / "ball.ply", _sphere())
+    assert main(["render", str(tmp_path / "face.obj"), "--size", "32", "-o", str(tmp_path / "a"),
+                 "--turntable", str(tmp_path / "a.gif"), "--frames", "36", "--json"]) == 0
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    assert data["turntable"]["motion"] == "sweep" and "sweep (face-only mesh)" in captured.err
+    assert Image.open(tmp_path / "a.gif").n_frames == 36
+    assert main(["render", str(tmp_path / "ball.ply"), "--size", "32", "-o", str(tmp_path / "b"),
+                 "--turntable", str(tmp_path / "b.gif"), "--frames", "7", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["turntable"]["motion"] == "spin" and "360° spin (the mesh has a back)" in captured.err
+    assert main(["render", str(tmp_path / "face.obj"), "--size", "32", "-o", str(tmp_path / "c"),
+                 "--turntable", str(tmp_path / "c.gif"), "--frames", "5", "--motion", "spin", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["turntable"]["motion"] == "spin"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("imageio_ffmpeg") is None, reason="imageio-ffmpeg not installed")
+def test_turntable_mp4_through_ffmpeg(tmp_path):
+    import imageio_ffmpeg
+
+    write_obj(tmp_path / "face.obj", _quad(np.random.default_rng(2).random((16, 16, 3)).astype(np.float32)))
+    assert main(["render", str(tmp_path / "face.obj"), "--size", "32", "-o", str(tmp_path / "v"),
+                 "--turntable", str(tmp_path / "spin.mp4"), "--frames", "12"]) == 0
+    frames, _ = imageio_ffmpeg.count_frames_and_secs(str(tmp_path / "spin.mp4"))
+    assert frames == 12
+
+
+def test_turntable_mp4_without_encoder_says_how(tmp_path, capsys, monkeypatch):
+    from mvinvert_cli.commands import render
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(render.importlib.util, "find_spec", lambda name: None if name == "imageio_ffmpeg" else real(name))
+    write_obj(tmp_path / "face.obj", _quad(np.ones((4, 4, 3), np.float32)))
+    assert main(["render", str(tmp_path / "face.obj"), "--size", "32", "-o", str(tmp_path / "v"),
+                 "--turntable", str(tmp_path / "spin.mp4")]) == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert "pip install 'mvinvert[video]'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "v").exists()  # refused before rendering anything
 
 
 def test_render_command(tmp_path, capsys):
@@ -60,7 +127,7 @@ def test_render_command(tmp_path, capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["colour_source"] == "texture" and len(data["files"]) == 3
     assert Image.open(tmp_path / "shots" / "mesh_yaw+30_pitch+10.png").size == (48, 48)
-    assert Image.open(tmp_path / "spin.gif").n_frames >= 4
+    assert Image.open(tmp_path / "spin.gif").n_frames == 6
     assert main(["render", str(tmp_path / "mesh.ply"), "--size", "32", "-o", str(tmp_path / "p")]) == 0
 
 
