@@ -5,14 +5,17 @@
                canonical space; identity-embedding cosine where an identity backend is present)
     joint fit: one identity shape, per-photo pose, expression, light (``morphable.joint_fit``)
     sample:    T_uv and Eq. 4 scores of every photo (``texture.photo.sample_photo``)
-    gain:      per-channel exposure gain of each photo to the first (``texture.multiview``)
-    stitch:    Eq. 5–6 over the photos, anchored (λ) to the first; T_pca fills what no photo sees
+    delight:   each photo's colours ÷ its fitted SH irradiance → albedo samples; per-channel gain of
+               each to the first photo's albedo on the vertices both see (``texture.multiview``)
+    blend:     Eq. 4-score-weighted mean albedo where any photo sees, T_pca's albedo Poisson-continued
+               where none does; re-lit by the first photo's light (the output stays in photo colours)
     [refine]:  with a generator, GAN-inverted views of that texture fill only what no photo sees
-    bake:      UV texture with texel detail from each triangle's source photo
+    bake:      UV texture with texel detail from each triangle's main photo
 
 The result is a :class:`~mvinvert_cli.records_multi.MultiRecovery` whose ``recovery`` is the first
-usable photo's :class:`~mvinvert_cli.records.Recovery` carrying the stitched texture and the shared
-identity mesh; :func:`recover_photos_to_directory` writes it atomically (``io.multi_outputs``).
+usable photo's :class:`~mvinvert_cli.records.Recovery` carrying the blended texture and the shared
+identity mesh, and whose ``albedo`` is the blended albedo (what ``bench_multiview`` re-lights at a
+held-out photo's light); :func:`recover_photos_to_directory` writes it atomically (``io.multi_outputs``).
 """
 
 from __future__ import annotations
@@ -40,13 +43,15 @@ from .records import CoarseTexture, ProgressCallback, Recovery, Refinement, Stag
 from .records_multi import EXCLUDED, USED, MultiRecovery, PhotoInput
 from .refine import REFINE_STEPS, RefineInputs, refine
 from .render.camera import Camera
-from .texture.coarse import lit_statistical_texture
+from .texture.coarse import coarse_texture, lit_statistical_texture
 from .texture.detail import bake_with_detail
 from .texture.multiview import (
+    blend_photos,
     exposure_gains,
     multi_photo_detail,
+    photo_shading,
+    relight,
     source_map,
-    stitch_photos,
     triangle_shares,
 )
 from .texture.photo import photo_tensor, sample_photo
@@ -160,65 +165,64 @@ class MultiRecoverer:
                                     r.settings.vis_threshold_view) for c, f in zip(used, joint.fits, strict=True)]
         ref_fit, ref_samples = joint.fits[0], samples[0]
         scores = torch.stack([s.coarse_scores for s in samples])
-        with log.stage("gain") as st:
-            gains = [exposure_gains(ref_samples.t_uv, ref_samples.coarse_scores, s.t_uv, s.coarse_scores)
-                     for s in samples]
-            colors = torch.stack([s.t_uv * g.gain for s, g in zip(samples, gains, strict=True)])
-            st.note = "; ".join(f"{c.path.name}: {[round(float(x), 3) for x in g.gain]}" for c, g in
-                                zip(used, gains, strict=True))
-        with log.stage("stitch_photos", r.solver.backend) as st:
-            t_pca = lit_statistical_texture(ref_fit.t_pca, ref_fit.world_normals, ref_fit.gamma,
-                                            ref_samples.coarse_scores > 0)
-            stitched = stitch_photos(r.solver, colors, scores, t_pca[None], torch.ones_like(scores[:1]), t_pca)
-            t_multi = stitched.colors.clamp(0, 1)
-            st.note = "; ".join(stitched.notes)
-        views = r.refine_settings.views
-        refinement, selection = None, stitched.selection
+        with log.stage("delight") as st:
+            shading = torch.stack([photo_shading(f.world_normals, f.gamma) for f in joint.fits])
+            albedos = torch.stack([s.t_uv for s in samples]) / shading
+            gains = [exposure_gains(albedos[0], scores[0], a, s) for a, s in zip(albedos, scores, strict=True)]
+            gain = torch.stack([g.gain for g in gains])  # (P, 3)
+            st.note = "albedo gains " + "; ".join(f"{c.path.name}: {[round(float(x), 3) for x in g.gain]}"
+                                                   for c, g in zip(used, gains, strict=True))
+        with log.stage("blend", r.solver.backend) as st:
+            blended = blend_photos(r.solver, albedos * gain[:, None, :], scores, ref_fit.t_pca)
+            t_pca = lit_statistical_texture(ref_fit.t_pca, ref_fit.world_normals, ref_fit.gamma, blended.seen)
+            t_multi = relight(blended.albedo, shading[0], blended.seen)
+            st.note = "; ".join(blended.notes) or f"{len(used)} photos, score-weighted albedo, T_pca where none sees"
+        refinement = None
         if r.inverter is None:
             for name in REFINE_STEPS:
                 log.skip(name, r.refine_note)
         else:
-            refinement, selection = self._refine_unseen(ref_fit, colors, scores, t_multi, log)
+            refinement = self._refine_unseen(ref_fit, blended.seen, t_multi, log)
         with log.stage("bake") as st:
-            faces, layout = r.model.triangles, r.uv_layout
+            faces, layout, selection = r.model.triangles, r.uv_layout, blended.selection
+            scales = gain[:, None, :] * shading[:1] / shading  # photo i's colours → the reference's light
             detail = multi_photo_detail([photo_tensor(c.photo, r.device) for c in used],
-                                        [s.photo_screen for s in samples], colors, scores,
-                                        torch.stack([g.gain for g in gains]), faces, layout, selection)
+                                        [s.photo_screen for s in samples], torch.stack([s.t_uv for s in samples]),
+                                        scores, scales, faces, layout, selection)
             final = refinement.colors if refinement is not None else t_multi
             texture, mask = bake_with_detail(final, faces, layout, detail)
-            coarse_texture = texture if refinement is None else bake_with_detail(t_multi, faces, layout, detail)[0]
+            coarse_uv = texture if refinement is None else bake_with_detail(t_multi, faces, layout, detail)[0]
             sources = source_map(selection, layout, torch.from_numpy(texture).to(r.device), len(used))
-            st.note = f"{r.settings.texture_size}² UV, detail from each triangle's source photo"
+            st.note = f"{r.settings.texture_size}² UV, detail from each triangle's main photo"
         shares = triangle_shares(selection, len(used))
         recovery = Recovery(
             photo=used[0].photo, observation=used[0].observation, fit=ref_fit, samples=ref_samples,
-            coarse=CoarseTexture(t_pca, t_multi, stitched.notes), refinement=refinement,
-            textures=UVTextures(texture, coarse_texture, mask), views=views, stages=tuple(log.records),
+            coarse=CoarseTexture(t_pca, t_multi, blended.notes), refinement=refinement,
+            textures=UVTextures(texture, coarse_uv, mask), views=r.refine_settings.views,
+            stages=tuple(log.records),
             degraded=tuple(r.degraded) + tuple(f"input left out: {c.path.name}: {c.reason}" for c in candidates
                                                if c.reason),
             model_summary=r.model.summary(), triangles=r.model.triangles, uvs=r.model.uvs)
         inputs = self._inputs(candidates, used, joint.fits, gains, shares)
         fill = 1.0 - sum(shares)
-        return MultiRecovery(recovery, inputs, tuple(c.photo for c in used), sources.cpu().numpy(), round(fill, 4),
-                             tuple(joint.notes) + tuple(stitched.notes))
+        return MultiRecovery(recovery, blended.albedo, inputs, tuple(c.photo for c in used), sources.cpu().numpy(),
+                             round(fill, 4), tuple(joint.notes) + tuple(blended.notes))
 
-    def _refine_unseen(self, fit: FitResult, colors: torch.Tensor, scores: torch.Tensor, t_multi: torch.Tensor,
-                       log: StageLog) -> tuple[Refinement, torch.Tensor]:
-        """§3.2 on the stitched photos' texture (``refine.refine``, the pipeline's refine stage, with the
-        stitched texture as photo and T_coarse); its T_refine then fills only the triangles no photo
-        sees (``stitch_photos`` with T_refine as the fill)."""
+    def _refine_unseen(self, fit: FitResult, seen: torch.Tensor, t_multi: torch.Tensor,
+                       log: StageLog) -> Refinement:
+        """§3.2 on the photos' texture (``refine.refine``, the pipeline's refine stage, with the blended
+        texture as photo and T_coarse); its T_refine then fills only what no photo sees: its gradients
+        there, Poisson-continued from the photos' texture (§3.1's solve, ``coarse.coarse_texture``)."""
         r = self.recoverer
-        seen = scores.max(dim=0).values
         refined = refine(r.model, r.solver, r.inverter.invert,
-                         RefineInputs.one(fit.vertices, fit.translation, t_multi, seen, t_multi),
+                         RefineInputs.one(fit.vertices, fit.translation, t_multi, seen.to(t_multi.dtype), t_multi),
                          r.refine_settings, progress=log.progress)
         log.records += refined.stages
         face = refined.face(0)
-        with log.stage("stitch_unseen", r.solver.backend) as st:
-            stitched = stitch_photos(r.solver, colors, scores, face.colors[None], torch.ones_like(scores[:1]), t_multi)
-            st.note = "; ".join(stitched.notes) or "GAN views fill only what no photo sees"
-        return Refinement(stitched.colors.clamp(0, 1), face.view_renders, face.inverted, face.backend,
-                          stitched.notes), stitched.selection
+        with log.stage("fill_unseen", r.solver.backend) as st:
+            filled = coarse_texture(r.solver, t_multi, seen.to(t_multi.dtype), face.colors)
+            st.note = "; ".join(filled.notes) or "GAN views fill only what no photo sees"
+        return Refinement(filled.colors.clamp(0, 1), face.view_renders, face.inverted, face.backend, filled.notes)
 
     @staticmethod
     def _inputs(candidates: list[_Candidate], used: list[_Candidate], fits: Sequence[FitResult],

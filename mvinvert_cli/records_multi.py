@@ -1,7 +1,7 @@
 """Records of a multi-photo recovery (several photos of one person → one mesh, one texture).
 
 :class:`MultiRecovery` wraps the :class:`~mvinvert_cli.records.Recovery` of the reference photo (whose
-texture is the stitched multi-photo one, so every single-photo writer, eval and viewer path works on
+texture is the blended multi-photo one, so every single-photo writer, eval and viewer path works on
 it unchanged) and adds one :class:`PhotoInput` per input, used or left out.
 """
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from .io.images import Photo
 from .records import Recovery
@@ -30,7 +31,7 @@ class PhotoInput:
         landmark_px: mean landmark reprojection error of its joint fit (render px), NaN if unused.
         shape_distance: landmark-shape distance to the reference (fraction of face radius), NaN if none.
         identity_cosine: identity-embedding cosine with the reference, NaN without an identity backend.
-        gain: per-channel colour gain applied before stitching (1 for the reference), or None.
+        gain: per-channel gain of its albedo to the reference's, applied before the blend (1 for the reference), or None.
         triangle_share: share of the final texture's triangles taken from this photo.
         notes: per-photo remarks (fit notes, gain estimate).
     """
@@ -62,8 +63,9 @@ class MultiRecovery:
     """Everything a multi-photo run produced.
 
     Attributes:
-        recovery: the reference photo's :class:`Recovery` carrying the stitched texture and the shared
+        recovery: the reference photo's :class:`Recovery` carrying the blended texture and the shared
             identity mesh (its ``fit`` is the reference's joint fit).
+        albedo: (V, 3) the blended per-vertex albedo (before re-lighting by the reference's light).
         inputs: one :class:`PhotoInput` per input, in input order.
         photos: the used photos, in input order (the first is the reference).
         source_map: (S, S, 3) float UV map coloured by source photo (the preview's contribution panel).
@@ -72,6 +74,7 @@ class MultiRecovery:
     """
 
     recovery: Recovery
+    albedo: torch.Tensor
     inputs: tuple[PhotoInput, ...]
     photos: tuple[Photo, ...]
     source_map: np.ndarray

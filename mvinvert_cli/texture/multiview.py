@@ -1,16 +1,23 @@
-"""Stitching several real photos of one face (MvInvert Eq. 5–6 with real views in place of GAN ones).
+"""Stitching several real photos of one face into one albedo (MvInvert §3.1 with real views).
 
-The first photo is the colour reference: its colours anchor Eq. 6 (λ) and every other photo is one
-more view of Eq. 5 with its own Eq. 4 scores. Before stitching, each other photo's exposure / white
-balance is brought to the reference's by a per-channel gain, estimated on the vertices both photos
-see (:func:`exposure_gains`). Triangles no photo sees take their gradient from a fill texture (the
-lit statistical texture T_pca, or GAN-inverted views), entered as extra views whose scores are scaled
-by :data:`FILL_SCORE`, so a fill wins a triangle only where no photo sees it. A fill's own colours on
-vertices a photo sees would put a false gradient into every triangle on the border of the seen part
-(and pull the seen colours towards the fill), so each fill is first made to agree with the photos
-(:func:`agree_with_photos`): the best photo's colour where any photo sees, and the fill's gradients,
-Poisson-continued from there (§3.1's T_coarse blend), elsewhere. Texel-level photo detail
-(``texture.detail``) comes, per texel, from the photo its triangle was taken from.
+Every photo has its own light and exposure, so colours are combined as albedo, not as photo colours:
+
+1. de-light: each photo's per-vertex colours T_uv^i divided by its fitted SH irradiance
+   (:func:`photo_shading`, the shading of ``dense_fit.estimate_albedo`` / Deep3DFaceRecon's
+   ``compute_color``: colour = albedo · Y(n)·γ), giving albedo samples A^i = T_uv^i / (Y(n^i)·γ^i);
+2. gain: each photo's per-channel gain to the first photo's albedo (white balance, the exposure left
+   in a monochrome light), the median ratio on the vertices both photos see (:func:`exposure_gains`);
+3. blend: per vertex the Eq. 4-score-weighted mean of the gain-corrected samples of the photos that
+   see it (:func:`blend_photos`); two photos' independent errors (misregistration, specular spots,
+   shadows the SH light misses) average out where both see. What no photo sees takes the fill
+   texture's gradients (T_pca's albedo, or GAN-inverted views), Poisson-continued from the blend
+   without a seam (§3.1's T_coarse solve, ``coarse.coarse_texture``);
+4. re-light: the output texture is the blended albedo lit by the first photo's light
+   (:func:`relight`), so it stays in "photo colours" like every single-photo texture.
+
+Per triangle, the photo with the best Eq. 4 confidence (Eq. 5's selection over the photos) is its
+main source: it gives the texel-level detail (:func:`multi_photo_detail`), each triangle's share in
+result.json (:func:`triangle_shares`) and the preview's source map (:func:`source_map`).
 """
 
 from __future__ import annotations
@@ -20,13 +27,14 @@ from dataclasses import dataclass
 
 import torch
 
+from ..render import lighting
 from ..render.bake import UVLayout
 from .coarse import coarse_texture
 from .detail import PhotoDetail, photo_detail
 from .poisson import PoissonSolver
-from .stitch import Stitched, best_view_colors, stitch
+from .visibility import select_views, triangle_confidence
 
-FILL_SCORE = 1e-3  # fill views' scores are multiplied by this: below any photo's positive score
+SHADING_FLOOR = 0.05  # irradiance floor of the de-lighting (dense_fit.estimate_albedo's)
 MIN_COMMON_VERTICES = 50  # vertices two photos must share for a gain estimate
 GAIN_RANGE = (0.25, 4.0)  # a gain outside this is an estimate gone wrong, not an exposure difference
 
@@ -65,40 +73,61 @@ def exposure_gains(reference: torch.Tensor, reference_scores: torch.Tensor, colo
     return Gain(ratio.clamp(*GAIN_RANGE), count)
 
 
-def agree_with_photos(solver: PoissonSolver, colors: torch.Tensor, scores: torch.Tensor,
-                      fill: torch.Tensor) -> torch.Tensor:
-    """A fill texture that agrees with the photos: on vertices any photo sees, the best-scoring photo's
-    colour; elsewhere ``fill``'s gradients Poisson-blended to continue those colours without a seam.
+def photo_shading(world_normals: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    """(V, 3) SH irradiance Y(n)·γ_c (+ ambient) of a fitted photo, floored at :data:`SHADING_FLOOR`.
 
     Args:
-        colors: (P, V, C) gain-corrected photo colours; scores: (P, V); fill: (V, C).
+        world_normals: (V, 3) unit normals rotated by the photo's pose; gamma: (27,) its SH light.
     """
-    best, _ = best_view_colors(colors, scores)
-    seen = scores.max(dim=0).values
-    continued = coarse_texture(solver, best, seen, fill).colors
-    return torch.where((seen > 0)[:, None], best, continued)
+    ones = torch.ones_like(world_normals)[None]
+    return lighting.shade(ones, world_normals[None], gamma[None].to(world_normals))[0].clamp(min=SHADING_FLOOR)
 
 
-def stitch_photos(solver: PoissonSolver, colors: torch.Tensor, scores: torch.Tensor, fill_colors: torch.Tensor,
-                  fill_scores: torch.Tensor, fallback: torch.Tensor) -> Stitched:
-    """Eq. 5–6 over real photos plus fill views.
+def relight(albedo: torch.Tensor, shading: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+    """Albedo (V, 3) lit by ``shading`` (V, 3), in [0, 1]. The SH light is fitted to what its photo
+    sees; extrapolated to normals it never saw its second-order terms can run far off, so the
+    irradiance is clamped per channel to its interquartile range over the ``seen`` (V,) vertices (as
+    ``coarse.lit_statistical_texture`` does for T_pca)."""
+    if int(seen.sum()) >= 8:
+        low, high = shading[seen].quantile(0.25, dim=0), shading[seen].quantile(0.75, dim=0)
+        shading = torch.maximum(torch.minimum(shading, high), low)
+    return (albedo * shading).clamp(0, 1)
+
+
+@dataclass(frozen=True)
+class Blended:
+    """The photos' blended albedo.
+
+    Attributes:
+        albedo: (V, C) blended albedo where any photo sees, the fill Poisson-continued elsewhere.
+        seen: (V,) bool, vertices some photo sees.
+        selection: (F,) long, each triangle's main photo (Eq. 5 over the photos), −1 where none sees it.
+        notes: remarks of the fill's solve.
+    """
+
+    albedo: torch.Tensor
+    seen: torch.Tensor
+    selection: torch.Tensor
+    notes: tuple[str, ...]
+
+
+def blend_photos(solver: PoissonSolver, albedos: torch.Tensor, scores: torch.Tensor,
+                 fill: torch.Tensor) -> Blended:
+    """Score-weighted blend of gain-corrected albedo samples, the fill's gradients where none sees.
 
     Args:
         solver: the topology's :class:`PoissonSolver`.
-        colors: (P, V, C) gain-corrected per-vertex colours of the photos (reference first).
-        scores: (P, V) their Eq. 4 scores; photo 0's seen vertices anchor Eq. 6.
-        fill_colors: (K, V, C) what fills triangles no photo sees (T_pca, GAN-inverted views); each
-            is made to agree with the photos first (:func:`agree_with_photos`).
-        fill_scores: (K, V) their scores (scaled here by :data:`FILL_SCORE`).
-        fallback: (V, C) colours for mesh parts nothing anchors.
-
-    Returns:
-        :class:`Stitched` with ``selection`` 0..P−1 = photo, P..P+K−1 = fill view, −1 = none.
+        albedos: (P, V, C) gain-corrected albedo samples of the photos (reference first).
+        scores: (P, V) their Eq. 4 scores (> 0 = seen; the blend weights).
+        fill: (V, C) what fills the vertices no photo sees (T_pca's albedo, or a refined texture).
     """
-    fills = torch.stack([agree_with_photos(solver, colors, scores, f) for f in fill_colors.to(colors)])
-    views = torch.cat([colors[1:], fills])
-    view_scores = torch.cat([scores[1:], FILL_SCORE * fill_scores.to(scores).clamp(0, 1)])
-    return stitch(solver, colors[0], scores[0], views, view_scores, fallback=fallback)
+    weights = torch.nan_to_num(scores, nan=0.0).clamp_min(0.0) * torch.isfinite(albedos).all(-1)
+    total = weights.sum(0)
+    seen = total > 0
+    mean = (torch.nan_to_num(albedos) * weights[..., None]).sum(0) / total.clamp_min(1e-12)[:, None]
+    completed = coarse_texture(solver, torch.where(seen[:, None], mean, fill.to(mean)), seen.to(mean.dtype), fill)
+    selection = select_views(triangle_confidence(weights, solver.faces_on(scores.device)))
+    return Blended(completed.colors, seen, selection, completed.notes)
 
 
 def triangle_shares(selection: torch.Tensor, sources: int) -> list[float]:
@@ -113,24 +142,28 @@ def texel_sources(selection: torch.Tensor, layout: UVLayout) -> torch.Tensor:
 
 
 def multi_photo_detail(images: Sequence[torch.Tensor], screens: Sequence[torch.Tensor],
-                       colors: torch.Tensor, scores: torch.Tensor, gains: torch.Tensor, faces: torch.Tensor,
+                       colors: torch.Tensor, scores: torch.Tensor, scales: torch.Tensor, faces: torch.Tensor,
                        layout: UVLayout, selection: torch.Tensor) -> PhotoDetail:
-    """Texel detail of several photos: each texel takes the (gain-corrected) residual of the photo its
-    triangle was selected from; texels of fill triangles get none.
+    """Texel detail of several photos: each texel takes the residual (photo texel − its per-vertex
+    colour, ``detail.photo_detail``) of its triangle's main photo, brought into the output's colours
+    by that photo's per-vertex ``scales`` (gain × reference shading / own shading, interpolated);
+    texels of triangles no photo sees get none.
 
     Args:
         images: per photo (1, 3, H, W); screens: per photo (1, V, 3) vertices in its pixels.
-        colors: (P, V, 3) gain-corrected per-vertex colours; scores: (P, V); gains: (P, 3).
-        selection: (F,) per-triangle source from :func:`stitch_photos`.
+        colors: (P, V, 3) each photo's own per-vertex colours T_uv^i; scores: (P, V); scales: (P, V, 3).
+        selection: (F,) per-triangle main photo (:class:`Blended`).
     """
     sources = texel_sources(selection, layout)
     residual = None
     for i, (image, screen) in enumerate(zip(images, screens, strict=True)):
-        corrected = image * gains[i].to(image).view(1, -1, 1, 1)
-        detail = photo_detail(corrected, screen, colors[i], scores[i], faces, layout).residual
+        detail = photo_detail(image, screen, colors[i], scores[i], faces, layout).residual
         if residual is None:
             residual = torch.zeros_like(detail)
-        residual = torch.where((sources == i).to(detail.device)[..., None], detail, residual)
+        mine = (sources == i).to(detail.device)
+        if bool(mine.any()):
+            scale = layout.interpolate(scales[i].to(detail), faces)
+            residual = torch.where(mine[:, None], detail * scale, residual)
     return PhotoDetail(residual=residual)
 
 
