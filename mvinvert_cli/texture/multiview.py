@@ -10,8 +10,8 @@ Every photo has its own light and exposure, so colours are combined as albedo, n
 3. blend: per vertex the Eq. 4-score-weighted mean of the gain-corrected samples of the photos that
    see it (:func:`blend_photos`); two photos' independent errors (misregistration, specular spots,
    shadows the SH light misses) average out where both see. What no photo sees takes the fill
-   texture's gradients (T_pca's albedo, or GAN-inverted views), Poisson-continued from the blend
-   without a seam (§3.1's T_coarse solve, ``coarse.coarse_texture``);
+   texture's gradients (T_pca's albedo), Poisson-continued from the blend without a seam (§3.1's
+   T_coarse solve, ``coarse.coarse_texture``);
 4. re-light: the output texture is the blended albedo lit by the first photo's light
    (:func:`relight`), so it stays in "photo colours" like every single-photo texture.
 
@@ -115,6 +115,9 @@ def blend_photos(solver: PoissonSolver, albedos: torch.Tensor, scores: torch.Ten
                  fill: torch.Tensor) -> Blended:
     """Score-weighted blend of gain-corrected albedo samples, the fill's gradients where none sees.
 
+    Seen vertices keep the blend exactly: Eq. 6's anchors are soft (λ), and a fill far from the photos
+    (a large unseen part) would otherwise shift the seen colours towards it.
+
     Args:
         solver: the topology's :class:`PoissonSolver`.
         albedos: (P, V, C) gain-corrected albedo samples of the photos (reference first).
@@ -127,7 +130,7 @@ def blend_photos(solver: PoissonSolver, albedos: torch.Tensor, scores: torch.Ten
     mean = (torch.nan_to_num(albedos) * weights[..., None]).sum(0) / total.clamp_min(1e-12)[:, None]
     completed = coarse_texture(solver, torch.where(seen[:, None], mean, fill.to(mean)), seen.to(mean.dtype), fill)
     selection = select_views(triangle_confidence(weights, solver.faces_on(scores.device)))
-    return Blended(completed.colors, seen, selection, completed.notes)
+    return Blended(torch.where(seen[:, None], mean, completed.colors), seen, selection, completed.notes)
 
 
 def triangle_shares(selection: torch.Tensor, sources: int) -> list[float]:
