@@ -54,12 +54,29 @@ def held_out_target(recoverer, recovery):
     return crop, region, screen, fragments
 
 
-MODES = (("raw", False), ("raw", True), ("relit", False), ("relit", True))  # (colours, gain-matched)
+MODES = (("raw", False), ("raw", True), ("relit", False), ("relit", True), ("light-fit", False))
 PRIMARY = ("relit", True)
 
 
-def score(recoverer, target, colours: torch.Tensor, gain_matched: bool) -> dict[str, float]:
-    """PSNR/SSIM/L1 of per-vertex ``colours`` rendered on the held-out photo's geometry."""
+def fitted_light(crop: torch.Tensor, region: torch.Tensor, albedo: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
+    """(3, H, W) the rendered ``albedo`` lit by the per-channel SH light (9 × 3) that best explains the
+    photo ``crop`` on ``region`` (least squares: photo ≈ albedo · Y(n)·γ_c)."""
+    from mvinvert_cli.render.lighting import sh_basis
+
+    basis = sh_basis(torch.nn.functional.normalize(normals.permute(1, 2, 0), dim=-1))  # (H, W, 9)
+    lit = torch.zeros_like(albedo)
+    for c in range(3):
+        a = albedo[c][region].double()
+        design = basis[region].double() * a[:, None]
+        gamma = torch.linalg.lstsq(design, crop[c][region].double()[:, None]).solution[:, 0]
+        lit[c] = (albedo[c] * (basis.double() @ gamma).float()).clamp(0, 1)
+    return lit
+
+
+def score(recoverer, target, colours: torch.Tensor, gain_matched: bool,
+          normals: torch.Tensor | None = None) -> dict[str, float]:
+    """PSNR/SSIM/L1 of per-vertex ``colours`` rendered on the held-out photo's geometry (with
+    ``normals``, (V, 3) of that geometry: lit by the SH light fitted to the photo, :func:`fitted_light`)."""
     from mvinvert_cli.eval.holdout import composite, render_colours
     from mvinvert_cli.eval.score import region_scores
     from mvinvert_cli.texture.multiview import exposure_gains
@@ -67,6 +84,9 @@ def score(recoverer, target, colours: torch.Tensor, gain_matched: bool) -> dict[
     crop, region, screen, fragments = target
     faces = recoverer.model.triangles
     render = render_colours(screen, faces, colours.clamp(0, 1), tuple(crop.shape[-2:]), fragments)
+    if normals is not None:
+        render = fitted_light(crop, region, render, render_colours(screen, faces, normals, tuple(crop.shape[-2:]),
+                                                                   fragments))
     if gain_matched:
         pixels_ref = crop.permute(1, 2, 0)[region]
         pixels = render.permute(1, 2, 0)[region]
@@ -104,7 +124,10 @@ def leave_one_out(recoverer, multi) -> list[dict]:
         for kind, matched in MODES:
             row = {"held_out": held.name, "mode": (kind, matched), "multi_seconds": seconds}
             for name, (colours, albedo) in methods.items():
-                row[name] = score(recoverer, target, colours if kind == "raw" else albedo * light, matched)
+                if kind == "light-fit":
+                    row[name] = score(recoverer, target, albedo, matched, singles[held].fit.world_normals)
+                else:
+                    row[name] = score(recoverer, target, colours if kind == "raw" else albedo * light, matched)
             row["single_best"] = max((v for key, v in row.items() if key.startswith("single ")),
                                      key=lambda s: s["psnr"])
             rows.append(row)

