@@ -56,6 +56,7 @@ from .texture.multiview import (
 )
 from .texture.photo import photo_tensor, sample_photo
 
+LEFT_OUT = "input left out: "  # result.json["degraded"] prefix of each photo left out
 MAX_SHAPE_DISTANCE = 0.15  # landmark-shape distance (× face radius) beyond which a photo is someone else
 # identity-embedding cosine below which a photo is someone else, per backend family (their usual
 # verification thresholds: ArcFace ≈ 0.3, OpenCV SFace 0.363, dlib distance 0.6 ≈ cosine 0.82)
@@ -149,8 +150,9 @@ class MultiRecoverer:
         for i, c in enumerate(candidates):
             if c.photo is not None and not c.reason:
                 self._fit_one(i, c, log)
-        with log.stage("screen", self.identity.backend if self.identity is not None else "landmark-shape"):
+        with log.stage("screen", self.identity.backend if self.identity is not None else "landmark-shape") as st:
             self._screen(candidates)
+            st.note = f"{sum(not c.reason for c in candidates)} of {len(candidates)} photos usable"
         used = [c for c in candidates if c.fit is not None and not c.reason]
         if not used:
             raise NoFaceError("no usable face in any photo: " + "; ".join(f"{c.path.name}: {c.reason}"
@@ -200,7 +202,7 @@ class MultiRecoverer:
             coarse=CoarseTexture(t_pca, t_multi, blended.notes), refinement=refinement,
             textures=UVTextures(texture, coarse_uv, mask), views=r.refine_settings.views,
             stages=tuple(log.records),
-            degraded=tuple(r.degraded) + tuple(f"input left out: {c.path.name}: {c.reason}" for c in candidates
+            degraded=tuple(r.degraded) + tuple(f"{LEFT_OUT}{c.path.name}: {c.reason}" for c in candidates
                                                if c.reason),
             model_summary=r.model.summary(), triangles=r.model.triangles, uvs=r.model.uvs)
         inputs = self._inputs(candidates, used, joint.fits, gains, shares)

@@ -97,11 +97,11 @@ def command(
                                                   progress=progress)
         else:
             summary = recover_to_directory(recoverer, photo, out_dir, force=force, progress=progress)
-    for item in summary.get("inputs", []):  # multi-photo: photos left out (also in result.json)
-        if item["status"] != "used":
-            warn(f"left out {item['path']}: {item['reason']}")
+    left_out = [item for item in summary.get("inputs", []) if item["status"] != "used"]  # multi-photo
+    for item in left_out:  # also in result.json (inputs, degraded)
+        warn(f"left out {item['path']}: {item['reason']}")
     for note in summary.get("degraded", []):
-        if note not in recoverer.degraded:
+        if note not in recoverer.degraded and not any(item["reason"] in note for item in left_out):
             warn(f"degraded: {note}")
     for note in summary.get("face", {}).get("notes", []):  # several faces, detector retries
         warn(note)

@@ -45,7 +45,7 @@ def test_two_photos_and_bad_ones(tmp_path, no_face, faces_dir, capsys):
     assert [i["status"] for i in result["inputs"]] == ["used", "excluded", "excluded", "used"]
     assert inputs[1]["reason"].startswith("no face") and result["inputs"][2]["reason"].startswith("unreadable")
     err = capsys.readouterr().err
-    assert f"left out {no_face}" in err and f"left out {broken}" in err
+    assert f"left out {no_face}" in err and f"left out {broken}" in err and "degraded: input left out" not in err
     assert result["multiview"]["reference"].endswith("hrn_mv_21650.jpg")
     for item in (inputs[0], inputs[2]):
         assert item["pose_deg"] is not None and item["landmark_px"] < 5 and item["triangle_share"] > 0.02
