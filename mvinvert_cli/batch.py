@@ -200,7 +200,7 @@ def is_complete(out_dir: Path) -> bool:
 
 def recoverer_runner(settings: dict[str, Any], threads: int) -> Runner:
     """The worker body of the local pool: one Recoverer (models loaded once), then :func:`run_item`."""
-    import torch
+    import torch  # lazy here and below: the pool's parent process never imports torch or the models
 
     from .pipeline import Recoverer
 

@@ -46,7 +46,7 @@ class RecoverWorker:
     """
 
     def __init__(self, settings: dict[str, Any], threads: int) -> None:
-        import torch
+        import torch  # lazy: only the actor processes load torch and the models, never the driver
 
         from .pipeline import Recoverer
 

@@ -14,7 +14,7 @@ class ExitCode(IntEnum):
     """Documented process exit codes (README "Exit codes", ``mvinvert --help``)."""
 
     OK = 0
-    SOME_FAILED = 1  # batch: at least one item failed, the others are done
+    SOME_FAILED = 1  # batch / eval: at least one item failed, the others are done
     USAGE = 2  # bad command line (Typer/Click's own code)
     BAD_INPUT = 3  # unreadable, corrupt, unsupported or too small input file
     NO_FACE = 4  # no face found in the image (or --face-index out of range)
@@ -63,7 +63,7 @@ EXIT_CODE_HELP = "\n".join(
     f"{int(code):>3}  {text}"
     for code, text in [
         (ExitCode.OK, "success"),
-        (ExitCode.SOME_FAILED, "batch finished but some items failed (see batch.jsonl)"),
+        (ExitCode.SOME_FAILED, "batch or eval finished but some items failed (see batch.jsonl / eval.csv)"),
         (ExitCode.USAGE, "usage error (bad option or argument)"),
         (ExitCode.BAD_INPUT, "input unreadable, corrupt, unsupported or too small"),
         (ExitCode.NO_FACE, "no face found"),

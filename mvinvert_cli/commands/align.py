@@ -32,7 +32,7 @@ from ._common import (
 
 
 def command(
-    photo: Annotated[Path, typer.Argument(help="Portrait photo (JPEG, PNG, ...).")],
+    photo: Annotated[Path, typer.Argument(help="Portrait photo (JPEG, PNG, ...).", readable=False)],
     output: output_option("<photo>_align/ next to the photo") = None,
     aligner: AlignerOpt = AlignerBackend.auto,
     parser: ParserOpt = ParserBackend.auto,

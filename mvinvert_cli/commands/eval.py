@@ -14,11 +14,12 @@ from typing import Annotated
 
 import typer
 
+from ..errors import ExitCode
 from ._common import OPTIONS, ForceOpt, JsonOpt, absolute, emit_json, log, output_option, warn
 
 
 def command(
-    photos: Annotated[list[Path], typer.Argument(help="Photos or folders of photos (searched recursively).")],
+    photos: Annotated[list[Path], typer.Argument(help="Photos or folders of photos (searched recursively).", readable=False)],
     output: output_option("./mvinvert_eval/") = None,
     yaw: Annotated[float, typer.Option("--yaw", min=5.0, max=90.0,
                                        help="Hold-out turn (degrees): hide what this yaw self-occludes.")] = 45.0,
@@ -64,12 +65,17 @@ def command(
         warn(unavailable_reason())
     else:
         log(escape(f"identity: {identity_net.note}"))
-    _, summary = evaluate_folder([str(p) for p in photos], out, recoverer_inputs(recoverer), identity_net, "none",
+    rows, summary = evaluate_folder([str(p) for p in photos], out, recoverer_inputs(recoverer), identity_net, "none",
                                  yaw=yaw, max_yaw=max_yaw, cases=cases, force=force,
                                  progress=lambda line: log(escape(line)))
+    failed = [row for row in rows if str(row.get("status", "")).startswith("error")]
+    for row in failed:
+        warn(f"{row['image']}: {row['status']}")
     if json_out:
-        emit_json({"output": absolute(out), **summary_json(summary, yaw, max_yaw)})
-        return
-    if not OPTIONS.quiet:
-        print_summary(summary, Console(highlight=False, width=None if sys.stdout.isatty() else 130))
-    typer.echo(str(out))
+        emit_json({"output": absolute(out), "failed": len(failed), **summary_json(summary, yaw, max_yaw)})
+    else:
+        if not OPTIONS.quiet:
+            print_summary(summary, Console(highlight=False, width=None if sys.stdout.isatty() else 130))
+        typer.echo(str(out))
+    if failed:  # the report is written; like batch, some photos could not be scored
+        raise typer.Exit(int(ExitCode.SOME_FAILED))

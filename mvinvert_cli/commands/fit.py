@@ -33,7 +33,7 @@ from ._common import (
 
 
 def command(
-    photo: Annotated[Path, typer.Argument(help="Portrait photo (JPEG, PNG, ...).")],
+    photo: Annotated[Path, typer.Argument(help="Portrait photo (JPEG, PNG, ...).", readable=False)],
     output: output_option("<photo>_fit/ next to the photo") = None,
     model: Annotated[ModelChoice, typer.Option("--model", help="Face model: BFM (weights/) or the embedded default.")] = ModelChoice.auto,
     aligner: AlignerOpt = AlignerBackend.auto,

@@ -19,7 +19,7 @@ from ._common import OPTIONS, ForceOpt, JsonOpt, absolute, emit_json, log, outpu
 
 
 def command(
-    image: Annotated[Path, typer.Argument(help="Face image (a coarse render or a photo).")],
+    image: Annotated[Path, typer.Argument(help="Face image (a coarse render or a photo).", readable=False)],
     output: output_option("<image>_invert/ next to the image") = None,
     landmarks: Annotated[
         Path | None,

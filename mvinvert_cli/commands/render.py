@@ -75,7 +75,7 @@ def _write_animation(path: Path, frames: list[np.ndarray], fps: int) -> None:
 
 
 def command(
-    mesh: Annotated[Path, typer.Argument(help="Mesh file: OBJ (+MTL/texture), PLY (vertex colours) or GLB.")],
+    mesh: Annotated[Path, typer.Argument(help="Mesh file: OBJ (+MTL/texture), PLY (vertex colours) or GLB.", readable=False)],
     views: Annotated[str, typer.Option("--views", help="Yaws, or yaw:pitch pairs, in degrees.")] = "0,30,-30",
     pitch: Annotated[float, typer.Option("--pitch", help="Pitch added to every view, degrees.")] = 0.0,
     size: Annotated[int, typer.Option("--size", min=32, max=4096, help="Image side in pixels.")] = 512,

@@ -153,7 +153,7 @@ def load_image(path: str | os.PathLike, max_side: int = DEFAULT_MAX_SIDE) -> Pho
         raise InputError(f"{shown}: cannot read ({exc.strerror or exc})") from exc
     with os.fdopen(fd, "rb") as handle, warnings.catch_warnings():
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise InputError(f"{shown}: {_kind(os.fstat(handle.fileno()).st_mode)}, not an image file")
+            raise InputError(f"{shown}: {file_kind(os.fstat(handle.fileno()).st_mode)}, not an image file")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             with Image.open(handle) as img:
@@ -170,7 +170,7 @@ def load_image(path: str | os.PathLike, max_side: int = DEFAULT_MAX_SIDE) -> Pho
             raise InputError(f"{shown}: corrupt or truncated image ({type(exc).__name__})") from exc
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
     """What a non-regular file is, in words."""
     if stat.S_ISDIR(mode):
         return "is a directory"
@@ -202,7 +202,7 @@ def _stat_regular(path: Path, shown: str) -> os.stat_result:
     if stat.S_ISDIR(info.st_mode):
         raise InputError(f"{shown}: is a directory, not an image (use `mvinvert batch` for folders)")
     if not stat.S_ISREG(info.st_mode):
-        raise InputError(f"{shown}: {_kind(info.st_mode)}, not an image file")
+        raise InputError(f"{shown}: {file_kind(info.st_mode)}, not an image file")
     return info
 
 

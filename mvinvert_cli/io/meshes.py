@@ -11,6 +11,8 @@ accept other tools' OBJ/PLY/GLB too (through trimesh) and turn any parse failure
 from __future__ import annotations
 
 import json
+import os
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +21,7 @@ import numpy as np
 
 from ..errors import InputError
 from .atomic import atomic_write_bytes, atomic_write_text
-from .images import to_uint8
+from .images import file_kind, to_uint8
 from .png import encode_png
 
 MESH_SUFFIXES = frozenset({".obj", ".ply", ".glb", ".gltf", ".off", ".stl"})
@@ -183,9 +185,17 @@ def read_mesh(path: str | Path) -> TexturedMesh:
     import trimesh
 
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such mesh file")
-    if path.stat().st_size == 0:
+    try:
+        info = path.stat()
+    except FileNotFoundError as exc:
+        raise InputError(f"{path}: no such mesh file") from exc
+    except PermissionError as exc:
+        raise InputError(f"{path}: permission denied (a folder on its path cannot be searched)") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(f"{path}: {file_kind(info.st_mode)}, not a mesh file")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: permission denied (cannot read the file)")
+    if info.st_size == 0:
         raise InputError(f"{path}: empty file (0 bytes)")
     if path.suffix.lower() not in MESH_SUFFIXES:
         raise InputError(f"{path}: unsupported mesh format {path.suffix or '(none)'}; use OBJ, PLY or GLB")

@@ -49,9 +49,9 @@ def sanitize(colors: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, 
     Returns:
         colours, scores (≥ 0) and the number of bad samples.
     """
+    if bool(torch.isfinite(colors.sum()) & torch.isfinite(scores.sum())):  # the usual case: a non-finite
+        return colors, scores.clamp_min(0.0), 0  # element makes its sum non-finite, so all are finite
     good = torch.isfinite(colors).all(dim=-1) & torch.isfinite(scores)  # (N, V)
-    if bool(good.all()):  # the usual case: nothing to replace
-        return colors, scores.clamp_min(0.0), 0
     colors = torch.where(good[..., None], colors, torch.zeros_like(colors))
     scores = torch.where(good, scores, torch.zeros_like(scores)).clamp_min(0.0)
     return colors, scores, int((~good).sum())

@@ -17,10 +17,18 @@ from pathlib import Path
 
 import torch
 
+from ..align.observation import CROP_SIZE
 from ..config import Settings, resolve_device
 from ..errors import OutputError, UsageError
+from ..invert.encoder import load_restyle
+from ..pipeline import Recoverer
 from ..refine import refine_settings
+from ..weights import load_checkpoint, locate, require
+from .data import FaceImageFolder, TextureFolder
 from .loop import LossLog, RunResult, Trainer, TrainSettings, run, settings_from_checkpoint
+from .losses import face_network
+from .path import InversionPath, PathSettings
+from .prepare import PREPARE_TEXTURE_SIZE, pipeline_preparation
 
 FACE_NET_CHOICES = ("auto", "arcface", "tiny")
 
@@ -59,9 +67,6 @@ class TrainJob:
 
 
 def _face_network(choice: str, device: torch.device, trust_pickle: bool, notes: list[str]):
-    from ..weights import locate
-    from .losses import face_network
-
     reason = "--face-net tiny"
     if choice == "auto":
         choice = "arcface" if locate("arcface") is not None else "tiny"
@@ -93,14 +98,6 @@ def run_job(job: TrainJob, on_item: Callable[[int, int, Path, str], None] | None
         InputError: unreadable folders, no usable photo. WeightsError: missing/corrupt checkpoints.
         OutputError: the run folder is not writable or already used. UsageError: bad options.
     """
-    from ..align.observation import CROP_SIZE
-    from ..invert.encoder import load_restyle
-    from ..pipeline import Recoverer
-    from ..weights import load_checkpoint, require
-    from .data import FaceImageFolder, TextureFolder
-    from .path import InversionPath, PathSettings
-    from .prepare import PREPARE_TEXTURE_SIZE, pipeline_preparation
-
     if job.face_net not in FACE_NET_CHOICES:
         raise UsageError(f"--face-net {job.face_net!r}: expected one of {', '.join(FACE_NET_CHOICES)}")
     size = job.settings.disc_size

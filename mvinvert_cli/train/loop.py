@@ -34,8 +34,10 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UsageError, WeightsError
+from ..invert.encoder import load_restyle, restyle_checkpoint
 from ..io.atomic import atomic_write, atomic_write_text
 from ..io.images import save_image
+from ..weights import load_state_dict_strict
 from . import losses as L
 from .data import FaceImageFolder, TextureFolder, stack_items
 from .discriminators import FaceDiscriminator, TextureDiscriminator
@@ -237,8 +239,6 @@ class Trainer:
         file; the extra entries (step, optimisers, discriminators, settings) serve ``--resume``.
         Everything is tensors, numbers, strings and dicts, so it loads with ``weights_only=True``.
         """
-        from ..invert.encoder import restyle_checkpoint
-
         opts = {"n_iters_per_batch": 5, **self.init_opts, "train": self.settings.to_dict(),
                 "train_path": self.path.settings.to_opts(),
                 "trained_steps": self.step_count}
@@ -263,8 +263,6 @@ class Trainer:
         Raises:
             WeightsError: not a training checkpoint of this project, or of other model sizes.
         """
-        from ..weights import load_state_dict_strict
-
         missing = [k for k in ("state_dict", "step", "optimizer", "discriminators", "disc_optimizer")
                    if k not in ckpt]
         if missing or ckpt.get("format") != CHECKPOINT_FORMAT:
@@ -438,8 +436,6 @@ def load_trained_encoder(path: str | os.PathLike, device: torch.device | str = "
     Raises:
         WeightsError: unreadable or not a ReStyle-layout checkpoint.
     """
-    from ..invert.encoder import load_restyle
-
     model = load_restyle(path, device, trust_pickle=trust_pickle)
     step = model.opts.get("trained_steps")
     if step is not None:

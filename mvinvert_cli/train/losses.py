@@ -17,7 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .. import weights as registry
 from ..errors import UsageError
+from ..identity import arcface_crop, load_arcface
 
 TERMS = ("rec", "perc", "id", "adv_tex", "adv_face")
 """Names of the loss terms, in the order they are logged."""
@@ -133,8 +135,6 @@ class FaceFeatures(nn.Module):
         """
         x = images
         if points5 is not None:
-            from ..identity import arcface_crop
-
             x = arcface_crop(x, points5)
         if x.shape[-2:] != (self.input_size, self.input_size):
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
@@ -173,9 +173,6 @@ def face_network(name: str, device: torch.device, trust_pickle: bool = False) ->
     if name == "tiny":
         return tiny_face_features().to(device)
     if name == "arcface":
-        from .. import weights as registry
-        from ..identity import load_arcface
-
         net = load_arcface(registry.require("arcface"), device, trust_pickle=trust_pickle)
         layers = [f"layer{i}" for i in range(1, len(net.layers_spec) + 1)]
         return FaceFeatures(net, layers, input_size=_arcface_input(net)).to(device)

@@ -1,6 +1,6 @@
 """Unreadable inputs as a non-root user get exit 3 (bad input) with the reason, never exit 2 or 10:
 a file without read permission, a file inside a folder that cannot be searched, and, in batch, a folder
-that cannot be listed. As root the child process drops to ``nobody`` after warming up its imports
+that cannot be listed; for recover, batch, align, fit, invert, render and eval. As root the child process drops to ``nobody`` after warming up its imports
 (the interpreter itself may live where ``nobody`` cannot read)."""
 
 from __future__ import annotations
@@ -25,7 +25,17 @@ _CHILD = """
 import json, os, sys
 from mvinvert_cli.cli import main
 d = sys.argv[1]
-warm = main(["-q", "recover", "--no-refine", f"{d}/bad.png", "-o", f"{d}/warm"])  # loads every module used below
+import importlib, pkgutil, mvinvert_cli  # every module, then each command once on bad input, as root
+for info in pkgutil.walk_packages(mvinvert_cli.__path__, "mvinvert_cli."):
+    if not info.name.endswith("__main__"):
+        try:
+            importlib.import_module(info.name)
+        except ImportError:  # optional extras (ray, video)
+            pass
+warm = main(["-q", "recover", "--no-refine", f"{d}/bad.png", "-o", f"{d}/warm"])
+for argv in (["batch", "--no-refine", f"{d}/bad.png"], ["align", f"{d}/bad.png"], ["fit", f"{d}/bad.png"],
+             ["invert", f"{d}/bad.png"], ["render", f"{d}/bad.obj"], ["eval", "--no-refine", f"{d}/bad.png"]):
+    main(["-q", *argv, "-o", f"{d}/warm_{argv[0]}"])
 if os.geteuid() == 0:
     os.setgroups([]); os.setgid(65534); os.setuid(65534)
 codes = {name: main(["-q", *argv]) for name, argv in {
@@ -33,6 +43,11 @@ codes = {name: main(["-q", *argv]) for name, argv in {
     "recover_in_locked": ["recover", "--no-refine", f"{d}/locked/in.png", "-o", f"{d}/o2"],
     "batch_locked_folder": ["batch", f"{d}/locked", "-o", f"{d}/o3"],
     "batch_unreadable": ["batch", "--no-refine", f"{d}/unreadable.png", f"{d}/locked/in.png", "-o", f"{d}/o4"],
+    "align_unreadable": ["align", f"{d}/unreadable.png", "-o", f"{d}/o5"],
+    "fit_in_locked": ["fit", f"{d}/locked/in.png", "-o", f"{d}/o6"],
+    "invert_unreadable": ["invert", f"{d}/unreadable.png", "-o", f"{d}/o7"],
+    "render_unreadable": ["render", f"{d}/unreadable.obj", "-o", f"{d}/o8"],
+    "eval_unreadable": ["eval", "--no-refine", f"{d}/unreadable.png", "-o", f"{d}/o9"],
 }.items()}
 print(json.dumps({"warm": warm, **codes}))
 """
@@ -91,10 +106,13 @@ def test_unreadable_inputs_exit_3_as_unprivileged_user(open_dir):
         pytest.skip("cannot get an unprivileged user here")
     work = open_dir
     (work / "bad.png").write_bytes(b"not an image")
+    (work / "bad.obj").write_text("not a mesh\n")
     shutil.copy(EXAMPLE, work / "unreadable.png")
+    (work / "unreadable.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
     (work / "locked").mkdir()
     shutil.copy(EXAMPLE, work / "locked" / "in.png")
-    os.chmod(work / "unreadable.png", 0)
+    for name in ("unreadable.png", "unreadable.obj"):
+        os.chmod(work / name, 0)
     os.chmod(work / "locked", 0o700)
     env = {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(work), "TORCH_HOME": str(work / "torch"),
            "MVINVERT_WEIGHTS": str(work)}
@@ -104,7 +122,9 @@ def test_unreadable_inputs_exit_3_as_unprivileged_user(open_dir):
     codes = json.loads(proc.stdout.strip().splitlines()[-1])
     assert codes == {"warm": ExitCode.BAD_INPUT, "recover_unreadable": ExitCode.BAD_INPUT,
                      "recover_in_locked": ExitCode.BAD_INPUT, "batch_locked_folder": ExitCode.BAD_INPUT,
-                     "batch_unreadable": ExitCode.SOME_FAILED}, proc.stderr
+                     "batch_unreadable": ExitCode.SOME_FAILED, "align_unreadable": ExitCode.BAD_INPUT,
+                     "fit_in_locked": ExitCode.BAD_INPUT, "invert_unreadable": ExitCode.BAD_INPUT,
+                     "render_unreadable": ExitCode.BAD_INPUT, "eval_unreadable": ExitCode.SOME_FAILED}, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert any("unreadable.png: permission denied" in line for line in errors), errors
     assert any("cannot list folder" in line and "locked" in line for line in errors), errors

@@ -36,7 +36,7 @@ def photo_dir(tmp_path):
 
 
 class SyntheticRecoverer:
-    """Stands in for ``pipeline.Recoverer`` in the fast CLI test: each photo becomes a rendering of
+    """Stands in for ``train.job.Recoverer`` in the fast CLI test: each photo becomes a rendering of
     the synthetic face model (seeded by its pixels), with the fields ``record_from_recovery`` reads."""
 
     def __init__(self, settings):
@@ -87,10 +87,10 @@ def test_usage_and_weights_errors(tmp_path, photo_dir, capsys):
 
 
 def test_train_then_resume_through_the_cli(tmp_path, photo_dir, tiny_init, monkeypatch, capsys):
-    import mvinvert_cli.pipeline as pipeline
     import mvinvert_cli.refine as refine
+    import mvinvert_cli.train.job as job
 
-    monkeypatch.setattr(pipeline, "Recoverer", SyntheticRecoverer)
+    monkeypatch.setattr(job, "Recoverer", SyntheticRecoverer)
     monkeypatch.setattr(refine, "VIEW_SIZE", 96)  # the run reads it: small views keep the test fast
     textures = tmp_path / "textures"
     textures.mkdir()

@@ -57,3 +57,15 @@ def test_eval_two_faces_end_to_end(faces_dir, tmp_path, capsys):
         assert 5 < float(front[f"holdout_{method}_psnr"]) < 60
     assert float(front["recon_psnr"]) > 18
     assert (out / "index.html").is_file() and (out / "report.png").is_file()
+
+
+def test_a_photo_that_fails_gives_exit_1_and_its_row(tmp_path, capsys):
+    photos = tmp_path / "p"
+    photos.mkdir()
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    out = tmp_path / "r"
+    assert main(["eval", "--no-refine", str(photos), "-o", str(out)]) == ExitCode.SOME_FAILED
+    assert "broken.jpg: error:" in capsys.readouterr().err
+    with open(out / "eval.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["image"] for r in rows] == ["broken.jpg"] and rows[0]["status"].startswith("error")
