@@ -150,7 +150,9 @@ def multi_photo_detail(images: Sequence[torch.Tensor], screens: Sequence[torch.T
     """Texel detail of several photos: each texel takes the residual (photo texel − its per-vertex
     colour, ``detail.photo_detail``) of its triangle's main photo, brought into the output's colours
     by that photo's per-vertex ``scales`` (gain × reference shading / own shading, interpolated);
-    texels of triangles no photo sees get none.
+    texels of triangles no photo sees get none. Each photo's residual is computed on its own texels
+    only (``photo_detail`` on the layout's inside texels restricted to them: interpolation needs only
+    their triangles and barycentrics), so P photos cost about one photo's detail.
 
     Args:
         images: per photo (1, 3, H, W); screens: per photo (1, V, 3) vertices in its pixels.
@@ -158,15 +160,14 @@ def multi_photo_detail(images: Sequence[torch.Tensor], screens: Sequence[torch.T
         selection: (F,) per-triangle main photo (:class:`Blended`).
     """
     sources = texel_sources(selection, layout)
-    residual = None
+    residual = colors.new_zeros((layout.n_inside, 3))
     for i, (image, screen) in enumerate(zip(images, screens, strict=True)):
-        detail = photo_detail(image, screen, colors[i], scores[i], faces, layout).residual
-        if residual is None:
-            residual = torch.zeros_like(detail)
-        mine = (sources == i).to(detail.device)
-        if bool(mine.any()):
-            scale = layout.interpolate(scales[i].to(detail), faces)
-            residual = torch.where(mine[:, None], detail * scale, residual)
+        mine = torch.nonzero(sources == i).squeeze(1).to(layout.device)
+        if mine.numel() == 0:
+            continue
+        sub = UVLayout(layout.mask, layout.texel_faces[mine], layout.texel_bary[mine], layout.source)
+        detail = photo_detail(image, screen, colors[i], scores[i], faces, sub).residual  # its texels only
+        residual[mine.to(residual.device)] = detail * sub.interpolate(scales[i].to(detail), faces)
     return PhotoDetail(residual=residual)
 
 
