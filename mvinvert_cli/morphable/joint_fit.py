@@ -14,7 +14,9 @@ S = S̄ + S_base·α with a single α for all photos):
   distance to the current estimate), so a depth error of one photo does not move the identity.
   Each photo keeps its own expression: its deviation from the merged shape on the expression
   regions (eyes, brows, mouth; a Gaussian falloff :data:`EXPRESSION_RADIUS`). Pose is the similarity
-  of that shape to the photo's unprojected points; light and T_pca come from ``dense_fit.estimate_albedo``.
+  of that shape to the photo's unprojected points; light and T_pca stay those of the photo's own fit
+  (``dense_fit.estimate_albedo`` on its own geometry; the multi-photo texture samples each photo
+  through its own fit, which registers it best, and the joint fit gives the one mesh).
 
 :func:`shape_distance` (landmark-shape distance in canonical space after a similarity alignment,
 on the rigid points) is what the multi-photo recovery uses to leave out a photo of someone else.
@@ -32,7 +34,7 @@ import torch
 from ..align.observation import Observation
 from ..render.camera import Camera, rotation_to_angles, transform
 from .default import canonical_points
-from .dense_fit import estimate_albedo, unproject_dense
+from .dense_fit import unproject_dense
 from .model import MorphableModel
 from .pose import landmark_weights, refine_pose, solve_shape_coefficients, umeyama
 from .result import FitParameters, FitResult, assemble_result
@@ -155,15 +157,12 @@ def joint_fit_dense(model: MorphableModel, observations: Sequence[Observation], 
         angles, translation = rotation_to_angles(rot).float(), trans.float()
         world_verts = transform(verts, angles[None], translation[None])
         timings = {"joint_geometry": merge_seconds / len(fits) + time.perf_counter() - t1}
-        t1 = time.perf_counter()
-        gamma, t_pca, notes = estimate_albedo(model, camera, obs, verts, world_verts, angles)
-        timings["lighting"] = time.perf_counter() - t1
         empty = torch.zeros(1, 0, device=model.device)
         params = FitParameters(id=empty, exp=empty, tex=empty, angles=angles[None], trans=translation[None],
-                               gamma=gamma[None])
+                               gamma=fit.gamma[None])
         landmarks = target_landmarks(obs, render_size, model.device)
-        results.append(assemble_result(model, camera, params, verts[0], world_verts[0], t_pca, landmarks, {},
-                                       "joint-dense-landmarks", fit.init, timings, notes))
+        results.append(assemble_result(model, camera, params, verts[0], world_verts[0], fit.t_pca, landmarks, {},
+                                       "joint-dense-landmarks", fit.init, timings, list(fit.notes)))
     note = (f"identity: robust merge of {len(fits)} canonical shapes (similarity-aligned on {int(rigid.sum())} "
             "rigid points); expression, pose and light per photo")
     return JointFit(tuple(results), identity.float(), (note,))
