@@ -3,7 +3,7 @@
     per photo: align → parse → fit        (the Recoverer's loaded models, one stage call each)
     screen:    no face / different person → reported and left out (landmark-shape distance in
                canonical space; identity-embedding cosine where an identity backend is present)
-    joint fit: one identity shape, per-photo pose, expression, light (``morphable.joint_fit``)
+    joint fit: one identity shape (the mesh), per-photo pose and expression (``morphable.joint_fit``)
     sample:    T_uv and Eq. 4 scores of every photo through its own fit (``texture.photo.sample_photo``)
     delight:   each photo's colours ÷ its fitted SH irradiance → albedo samples; per-channel gain of
                each to the first photo's albedo on the vertices both see (``texture.multiview``)
