@@ -23,7 +23,7 @@ from ..records_multi import USED, MultiRecovery
 from ..texture.multiview import SOURCE_PALETTE
 from ..weights import file_sha256
 from .atomic import atomic_write_text
-from .outputs import _jsonable, recovery_mesh, renders_and_panels, result_document, write_outputs
+from .outputs import jsonable, recovery_mesh, renders_and_panels, result_document, write_outputs
 
 SCHEMA = "mvinvert/result-multi-photo-1"
 COLOUR_NAMES = ("red", "blue", "green", "yellow", "purple", "cyan", "pink", "brown")
@@ -64,5 +64,5 @@ def write_multi_recovery(stage_dir: Path, multi: MultiRecovery, provenance: Mapp
     document["timings"] = timings
     outputs = write_outputs(stage_dir, recovery_mesh(recovery), recovery.textures.coarse_texture, renders, panels)
     document["outputs"] = {**outputs, "result": "result.json"}
-    atomic_write_text(stage_dir / "result.json", json.dumps(document, indent=2, default=_jsonable) + "\n")
+    atomic_write_text(stage_dir / "result.json", json.dumps(document, indent=2, default=jsonable) + "\n")
     return document

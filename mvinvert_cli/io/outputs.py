@@ -97,7 +97,8 @@ def write_outputs(
     return outputs
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``json.dumps`` default: arrays and numpy scalars as numbers, paths and anything else as text."""
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, (np.floating, np.integer)):
@@ -225,5 +226,5 @@ def write_recovery(stage_dir: Path, recovery: Recovery, provenance: Mapping[str,
     timings["total"] = round(sum(v for k, v in timings.items() if k != "total"), 4)
     document["timings"] = timings
     document["outputs"] = {**outputs, "result": "result.json"}
-    atomic_write_text(stage_dir / "result.json", json.dumps(document, indent=2, default=_jsonable) + "\n")
+    atomic_write_text(stage_dir / "result.json", json.dumps(document, indent=2, default=jsonable) + "\n")
     return document
