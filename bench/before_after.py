@@ -65,9 +65,9 @@ def main() -> None:
     parser.add_argument("--rev", default=ARCHITECTURE_REV, help="the 'before' git revision")
     parser.add_argument("--rounds", type=int, default=1, help="alternating before/after rounds")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per run")
-    parser.add_argument("bench_args", nargs=argparse.REMAINDER, help="after --: passed to the bench")
-    ns = parser.parse_args()
-    args = ns.bench_args[1:] if ns.bench_args[:1] == ["--"] else ns.bench_args
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    ns, args = parser.parse_args(argv[:cut]), argv[cut + 1:]  # after --: the bench's own arguments
     before = extract(ns.rev)
     if not (before / "bench" / ns.script).is_file():
         raise SystemExit(f"error: bench/{ns.script} does not exist at {ns.rev}")
